@@ -1,0 +1,126 @@
+"""The `microshop` command: a thin layer over the server and the local supervisor."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvloop
+from rich.console import Console
+from rich.markup import escape
+
+from microshop import __version__
+from microshop.common.settings import ConfigurationError, Storage, load_settings
+from microshop.server import resolve, serve
+from microshop.services import SERVICES
+from microshop.supervisor import StartError, Supervisor, run_until_signalled
+
+app = typer.Typer(
+    help="microshop: a microservices shop on your laptop and on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+SERVICE_COLORS = {
+    "api-gateway": "cyan",
+    "payment-service": "magenta",
+    "order-service": "yellow",
+    "db": "green",
+}
+NAME_WIDTH = max(len(name) for name in SERVICES)
+
+
+def fail(message: str, code: int = 2) -> None:
+    error_console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"microshop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """microshop: a microservices shop on your laptop and on Kubernetes."""
+
+
+@app.command("serve")
+def serve_command(
+    service: Annotated[
+        str, typer.Argument(help="api-gateway, order-service, payment-service or db.")
+    ],
+) -> None:
+    """Run one service in the foreground, configured by MICROSHOP_* variables (as containers do)."""
+    try:
+        spec = resolve(service)
+    except KeyError:
+        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}")
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        fail(str(error))
+    serve(spec, settings)
+
+
+def print_service_line(service: str, line: str) -> None:
+    color = SERVICE_COLORS.get(service, "white")
+    console.print(
+        f"[{color}]{service:<{NAME_WIDTH}}[/] | {escape(line)}", highlight=False, soft_wrap=True
+    )
+
+
+@app.command("up")
+def up_command(
+    base_port: Annotated[
+        int,
+        typer.Option(help="Gateway port; the others follow the seed's layout.", min=1, max=65530),
+    ] = 3000,
+    storage: Annotated[
+        Storage, typer.Option(help="sqlite keeps data; memory loses it on stop.")
+    ] = Storage.SQLITE,
+    data_dir: Annotated[Path | None, typer.Option(help="Where sqlite data lives.")] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(help="Write where each service runs (pids, ports) to this JSON file."),
+    ] = None,
+) -> None:
+    """Start all four services on 127.0.0.1 and keep them running until Ctrl-C."""
+    environment = {"MICROSHOP_STORAGE": storage.value}
+    if data_dir is not None:
+        environment["MICROSHOP_DATA_DIR"] = str(data_dir.resolve())
+    if console.is_terminal:
+        environment.setdefault("MICROSHOP_LOG_FORMAT", "console")
+    try:
+        load_settings(
+            **{key.removeprefix("MICROSHOP_").lower(): value for key, value in environment.items()}
+        )
+    except ConfigurationError as error:
+        fail(str(error))
+    supervisor = Supervisor(base_port, environment, print_service_line, state_file)
+
+    def announce() -> None:
+        console.print(
+            f"\n[bold green]microshop is up:[/] {supervisor.gateway_url}  (Ctrl-C stops it)\n",
+            highlight=False,
+        )
+
+    try:
+        uvloop.run(run_until_signalled(supervisor, announce))
+    except StartError as error:
+        fail(str(error), code=1)
+    console.print("microshop stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""What every service shares: settings, the app factory, errors, logging, metrics, HTTP client."""

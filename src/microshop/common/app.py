@@ -1,0 +1,121 @@
+"""The app factory: every service is a `Service` subclass turned into a Starlette app the same way.
+
+Reading one service teaches the others: each adds its routes and, where it has one, its start-up,
+shutdown and readiness check; health, readiness, metrics, OpenAPI, errors, request ids and access
+logs come from here.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from microshop import __version__
+from microshop.common.errors import EXCEPTION_HANDLERS, Problem
+from microshop.common.http_client import HttpSession, ServiceClient
+from microshop.common.metrics import ServiceMetrics
+from microshop.common.middleware import InternalAuthMiddleware, RequestContextMiddleware
+from microshop.common.openapi import build_openapi, docs_page
+from microshop.common.responses import JSONResponse
+from microshop.common.settings import Settings
+
+logger = logging.getLogger("microshop.app")
+
+READINESS_TIMEOUT_SECONDS = 1.0
+
+
+class Service:
+    """Base of the four services: owns settings, metrics and the outgoing HTTP session."""
+
+    name: str = "service"
+    public: bool = False
+    """Public services never ask for the internal token; the others do when one is configured."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.http = HttpSession(settings, self.metrics)
+        self.draining = False
+
+    def routes(self) -> Sequence[BaseRoute]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await self.http.open()
+
+    async def stop(self) -> None:
+        await self.http.close()
+
+    async def check_ready(self) -> None:
+        """Raises `Problem` when this service cannot do its job; by default it can."""
+
+    async def check_dependency(self, client: ServiceClient) -> None:
+        """Ready only while a service we cannot work without answers its liveness check."""
+        response = await client.request("GET", "/healthz", timeout=READINESS_TIMEOUT_SECONDS)
+        if response.status != 200:
+            raise Problem(503, f"{client.target} is not healthy (status {response.status}).")
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": self.name, "version": __version__})
+
+    async def readyz(self, request: Request) -> Response:
+        if self.draining:
+            raise Problem(503, f"{self.name} is shutting down.")
+        await self.check_ready()
+        return JSONResponse({"status": "ready", "service": self.name, "version": __version__})
+
+
+def create_app(service: Service) -> Starlette:
+    own_routes = list(service.routes())
+    spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes)
+    page = docs_page(spec)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        logger.info("%s %s ready on port %s", service.name, __version__, service.settings.port)
+        try:
+            yield
+        finally:
+            await service.stop()
+            logger.info("%s stopped", service.name)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", service.healthz, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        *own_routes,
+    ]
+    middleware = [Middleware(RequestContextMiddleware, metrics=service.metrics)]
+    token = service.settings.internal_token
+    if token is not None and not service.public:
+        middleware.append(Middleware(InternalAuthMiddleware, token=token.get_secret_value()))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+async def relay(client: ServiceClient, path: str, params: dict[str, str] | None = None) -> Response:
+    """Answers with what another service answered to a GET, body untouched."""
+    answer = await client.request("GET", path, params=params)
+    answer.raise_for_problem(client.target)
+    return Response(answer.body, status_code=answer.status, media_type="application/json")

@@ -1,0 +1,168 @@
+"""Calls between services: one pooled keep-alive session, a timeout on every call, bounded retries.
+
+Only calls that are safe to repeat are retried (GET, or a POST the caller marks idempotent
+because it carries an idempotency key), and only when the connection failed before an answer.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+
+from microshop.common.errors import Problem
+from microshop.common.logs import request_id_var
+from microshop.common.metrics import ServiceMetrics
+from microshop.common.settings import Settings
+
+logger = logging.getLogger("microshop.http_client")
+
+RETRY_BACKOFF_SECONDS = 0.05
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class DownstreamUnavailable(Problem):
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            503,
+            f"{target} is unavailable; try again shortly.",
+            title="Service Unavailable",
+            headers={"Retry-After": "1"},
+        )
+
+
+class DownstreamTimeout(Problem):
+    def __init__(self, target: str, seconds: float) -> None:
+        super().__init__(
+            504, f"{target} did not answer within {seconds:g} s.", title="Gateway Timeout"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamResponse:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    def raise_for_problem(self, target: str) -> None:
+        """Passes a downstream error on: 4xx, 503 and 504 as they are, any other 5xx as 502."""
+        if self.status < 400:
+            return
+        detail = None
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            detail = self.json().get("detail")
+        if self.status < 500 or self.status in (503, 504):
+            headers = (
+                {"Retry-After": self.headers["Retry-After"]}
+                if "Retry-After" in self.headers
+                else None
+            )
+            raise Problem(self.status, detail, headers=headers)
+        raise Problem(502, f"{target} failed with status {self.status}.")
+
+
+class HttpSession:
+    """The process's single aiohttp session; opened at start-up, closed at shutdown."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(
+            connector=connector, json_serialize=lambda value: orjson.dumps(value).decode()
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HttpSession.open() was not called")
+        return self._session
+
+    def client(self, target: str, base_url: object) -> "ServiceClient":
+        return ServiceClient(self, target, str(base_url).rstrip("/"))
+
+
+class ServiceClient:
+    """Talks to one other service, by name (for errors and metrics) and base URL."""
+
+    def __init__(self, http: HttpSession, target: str, base_url: str) -> None:
+        self.http = http
+        self.target = target
+        self.base_url = base_url
+        settings = http.settings
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout, sock_connect=settings.connect_timeout
+        )
+        self.retries = settings.retries
+        token = settings.internal_token
+        self.default_headers = (
+            {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        timeout: float | None = None,
+    ) -> DownstreamResponse:
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        call_headers = {**self.default_headers, **(headers or {})}
+        request_id = request_id_var.get()
+        if request_id:
+            call_headers["X-Request-ID"] = request_id
+        call_timeout = self.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        data = None if json is None else orjson.dumps(json)
+        if data is not None:
+            call_headers["Content-Type"] = "application/json"
+        attempts = 1 + (self.retries if idempotent else 0)
+        metrics = self.http.metrics
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.http.session.request(
+                    method,
+                    self.base_url + path,
+                    data=data,
+                    params=params,
+                    headers=call_headers,
+                    timeout=call_timeout,
+                ) as response:
+                    body = await response.read()
+                metrics.downstream_calls.labels(self.target, str(response.status)).inc()
+                metrics.downstream_seconds.labels(self.target).observe(
+                    time.perf_counter() - started
+                )
+                return DownstreamResponse(response.status, response.headers, body)
+            except TimeoutError:
+                metrics.downstream_calls.labels(self.target, "timeout").inc()
+                raise DownstreamTimeout(self.target, call_timeout.total or 0) from None
+            except aiohttp.ClientError as error:
+                metrics.downstream_calls.labels(self.target, "unavailable").inc()
+                if attempt == attempts:
+                    logger.warning("%s %s%s failed: %r", method, self.target, path, error)
+                    raise DownstreamUnavailable(self.target) from None
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS * attempt)

@@ -1,0 +1,69 @@
+"""Reading what a client sends: bodies (bounded, JSON or form), query strings and path ids."""
+
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from microshop.common.errors import Problem, validation_problem
+from microshop.common.models import MAX_ORDER_ID
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def read_bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Reads at most `limit` bytes; a larger declared length is refused before reading."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"The request body must be at most {limit} bytes.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"The request body must be at most {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_model(request: Request, model: type[ModelT]) -> ModelT:
+    """The body as `model`: JSON (strictly typed) or a form (where every field is text)."""
+    kind = media_type(request)
+    if kind not in (JSON_TYPE, FORM_TYPE) and not kind.endswith("+json"):
+        raise Problem(415, f"Send the body as {JSON_TYPE} or {FORM_TYPE}.")
+    body = await read_bounded_body(request)
+    try:
+        if kind == FORM_TYPE:
+            try:
+                fields = dict(
+                    parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
+                )
+            except UnicodeDecodeError:
+                raise Problem(400, "The form body is not valid UTF-8.") from None
+            return model.model_validate(fields, context={"form": True})
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        if error.errors()[0]["type"] == "json_invalid":
+            raise Problem(400, f"The body is not valid JSON: {error.errors()[0]['msg']}.") from None
+        raise validation_problem(error) from None
+
+
+def read_query(request: Request, model: type[ModelT]) -> ModelT:
+    return model.model_validate(dict(request.query_params))
+
+
+def order_id_from(request: Request) -> int:
+    """The `{order_id}` of the path; ids the database could never hold are simply not found."""
+    order_id = int(request.path_params["order_id"])
+    if not 1 <= order_id <= MAX_ORDER_ID:
+        raise Problem(404, f"Order {order_id} does not exist.")
+    return order_id

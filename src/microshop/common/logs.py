@@ -1,0 +1,76 @@
+"""Logs: one JSON object per line for machines, colored lines when a person watches a terminal."""
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from microshop.common.settings import LogFormat
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+LEVEL_COLORS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
+
+
+class JSONFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+            "message": record.getMessage(),
+        }
+        for field in ACCESS_FIELDS:
+            if hasattr(record, field):
+                entry[field] = getattr(record, field)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self, color: bool) -> None:
+        super().__init__()
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+        level = record.levelname
+        if self.color:
+            level = f"\033[{LEVEL_COLORS.get(level, '0')}m{level:<7}\033[0m"
+        else:
+            level = f"{level:<7}"
+        message = record.getMessage()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id:
+            message = f"{message} [{request_id}]"
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        return f"{clock} {level} {message}"
+
+
+def configure_logging(service: str, log_format: LogFormat, level: str) -> None:
+    if log_format is LogFormat.AUTO:
+        log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format is LogFormat.JSON:
+        handler.setFormatter(JSONFormatter(service))
+    else:
+        handler.setFormatter(
+            ConsoleFormatter(color=sys.stderr.isatty() or log_format is LogFormat.CONSOLE)
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

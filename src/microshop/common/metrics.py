@@ -1,0 +1,47 @@
+"""Prometheus metrics: one registry per app, so tests can build many apps in one process."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServiceMetrics:
+    """The metrics every service exports; services add their business metrics to `registry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests served.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight", "HTTP requests being answered now.", registry=self.registry
+        )
+        self.downstream_calls = Counter(
+            "downstream_calls",
+            "Calls to other services.",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
+        self.downstream_seconds = Histogram(
+            "downstream_call_duration_seconds",
+            "Time of calls to other services.",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,101 @@
+"""ASGI middleware: what every request needs (request id, metrics, access log) and internal auth."""
+
+import hmac
+import logging
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from microshop.common.errors import Problem, problem_response
+from microshop.common.logs import request_id_var
+from microshop.common.metrics import ServiceMetrics
+
+access_logger = logging.getLogger("microshop.access")
+
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and scrapes: not logged when they succeed, and open without the internal token."""
+MAX_REQUEST_ID_LENGTH = 200
+
+
+def incoming_request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1").strip()
+            if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isprintable():
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = incoming_request_id(scope)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        encoded_id = request_id.encode("latin-1")
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, route_path, str(status)).inc()
+            self.metrics.request_seconds.labels(method, route_path).observe(elapsed)
+            path = scope["path"]
+            if path not in QUIET_PATHS or status >= 400:
+                access_logger.info(
+                    "%s %s %d %.1fms",
+                    method,
+                    path,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+class InternalAuthMiddleware:
+    """Refuses calls without `Authorization: Bearer <token>`, except probes and metric scrapes."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in QUIET_PATHS:
+            presented = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(presented, self.expected):
+                problem = Problem(
+                    401,
+                    "This service accepts only calls from the shop's own services.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await problem_response(problem, Request(scope))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,74 @@
+"""Configuration from `MICROSHOP_*` environment variables (12-factor): never from code edits."""
+
+import os
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Storage(StrEnum):
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def default_data_dir() -> Path:
+    """Where sqlite data lives unless told otherwise: the user's data directory (XDG)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "microshop"
+
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
+
+
+class Settings(BaseSettings):
+    """Everything a service can be told at start-up; each field is `MICROSHOP_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="MICROSHOP_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None
+
+    order_service_url: HttpUrl = HttpUrl("http://order-service.shop:3002")
+    payment_service_url: HttpUrl = HttpUrl("http://payment-service.shop:3001")
+    db_service_url: HttpUrl = HttpUrl("http://db.shop:3004")
+
+    storage: Storage = Storage.SQLITE
+    data_dir: Path = Field(default_factory=default_data_dir)
+
+    decline_above: Annotated[Decimal, Field(ge=0)] = Decimal(10_000)
+
+    request_timeout: PositiveSeconds = 2.0
+    connect_timeout: PositiveSeconds = 0.5
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
+    shutdown_timeout: PositiveSeconds = 10.0
+
+    internal_token: SecretStr | None = None
+    """When set, internal services accept only calls that present it as a bearer token."""
+
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "INFO"
+
+
+class ConfigurationError(Exception):
+    """Raised with a message a person can act on when the environment holds bad settings."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors(include_url=False):
+            field = ".".join(str(part) for part in problem["loc"])
+            lines.append(f"MICROSHOP_{field.upper()}={problem.get('input')!r}: {problem['msg']}")
+        raise ConfigurationError("bad configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""db: the shop's storage service; the only one that owns data."""

@@ -1,0 +1,161 @@
+"""The db service: orders and transactions over HTTP, stored through the repository."""
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from microshop.common.app import Service, create_app
+from microshop.common.errors import Problem
+from microshop.common.inputs import order_id_from, read_model, read_query
+from microshop.common.models import (
+    ListQuery,
+    Order,
+    OrderCreate,
+    OrderListQuery,
+    OrderWithTransaction,
+    Transaction,
+    TransactionCreate,
+    TransactionEnvelope,
+    to_cents,
+)
+from microshop.common.openapi import ApiRoute
+from microshop.common.responses import JSONResponse
+from microshop.common.settings import Settings
+from microshop.services.db.repository import (
+    AmountMismatch,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    Repository,
+    engine_for,
+)
+
+
+def not_found(order_id: int) -> Problem:
+    return Problem(404, f"Order {order_id} does not exist.")
+
+
+class DbService(Service):
+    name = "db"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.repository = Repository(engine_for(settings))
+
+    async def start(self) -> None:
+        await super().start()
+        await self.repository.create_schema()
+
+    async def stop(self) -> None:
+        await self.repository.close()
+        await super().stop()
+
+    async def check_ready(self) -> None:
+        try:
+            await self.repository.ping()
+        except Exception as error:
+            raise Problem(503, f"Storage is unreachable: {error}") from None
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [
+            ApiRoute(
+                "/orders",
+                self.list_orders,
+                methods=["GET"],
+                summary="List orders by id.",
+                query=OrderListQuery,
+                responses={200: list[Order]},
+            ),
+            ApiRoute(
+                "/orders",
+                self.create_order,
+                methods=["POST"],
+                summary="Store a new pending order.",
+                body=OrderCreate,
+                headers=["Idempotency-Key"],
+                responses={201: OrderWithTransaction, 200: OrderWithTransaction},
+            ),
+            ApiRoute(
+                "/orders/{order_id:int}",
+                self.get_order,
+                methods=["GET"],
+                summary="One order with its transaction.",
+                responses={200: OrderWithTransaction},
+            ),
+            ApiRoute(
+                "/transactions",
+                self.list_transactions,
+                methods=["GET"],
+                summary="List transactions by id.",
+                query=ListQuery,
+                responses={200: list[Transaction]},
+            ),
+            ApiRoute(
+                "/transactions",
+                self.create_transaction,
+                methods=["POST"],
+                summary="Record an order's payment and settle the order, at most once.",
+                body=TransactionCreate,
+                responses={201: TransactionEnvelope, 200: TransactionEnvelope},
+            ),
+        ]
+
+    async def list_orders(self, request: Request) -> Response:
+        query = read_query(request, OrderListQuery)
+        found = await self.repository.list_orders(query)
+        return JSONResponse([order.model_dump(mode="json") for order in found])
+
+    async def create_order(self, request: Request) -> Response:
+        order = await read_model(request, OrderCreate)
+        try:
+            result = await self.repository.create_order(
+                order, request.headers.get("idempotency-key")
+            )
+        except IdempotencyKeyReused:
+            raise Problem(
+                422, "This Idempotency-Key was already used with a different body."
+            ) from None
+        stored: OrderWithTransaction = result.value
+        return JSONResponse(
+            stored.model_dump(mode="json"),
+            status_code=201 if result.created else 200,
+            headers={"Location": f"/orders/{stored.order.id}"},
+        )
+
+    async def get_order(self, request: Request) -> Response:
+        order_id = order_id_from(request)
+        try:
+            found = await self.repository.get_order(order_id)
+        except OrderNotFound:
+            raise not_found(order_id) from None
+        return JSONResponse(found.model_dump(mode="json"))
+
+    async def list_transactions(self, request: Request) -> Response:
+        query = read_query(request, ListQuery)
+        found = await self.repository.list_transactions(query)
+        return JSONResponse([transaction.model_dump(mode="json") for transaction in found])
+
+    async def create_transaction(self, request: Request) -> Response:
+        payment = await read_model(request, TransactionCreate)
+        amount_cents = None if payment.amount is None else to_cents(payment.amount)
+        success = True if payment.success is None else payment.success
+        try:
+            result = await self.repository.record_transaction(
+                payment.order_id, success, amount_cents
+            )
+        except OrderNotFound:
+            raise not_found(payment.order_id) from None
+        except AmountMismatch:
+            raise Problem(
+                422, f"The amount does not match the price of order {payment.order_id}."
+            ) from None
+        return JSONResponse(
+            {"transaction": result.value.model_dump(mode="json")},
+            status_code=201 if result.created else 200,
+        )
+
+
+def create(settings: Settings) -> Starlette:
+    return create_app(DbService(settings))

@@ -1,0 +1,1 @@
+"""api-gateway: the shop's only public service."""

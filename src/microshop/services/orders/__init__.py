@@ -1,0 +1,1 @@
+"""order-service: creates orders in the db and has payment-service charge them."""
