@@ -7,6 +7,7 @@ the unique `order_id` makes a second payment for the same order impossible.
 
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from microshop.common.models import (
     ListQuery,
@@ -85,13 +86,16 @@ def transaction_from_row(row: RowMapping) -> Transaction:
 def engine_for(settings: Settings) -> AsyncEngine:
     if settings.storage is Storage.MEMORY:
         logger.warning("memory storage: every order is lost when the db service stops")
-        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+        # A named in-memory database lives as long as the pool's one connection stays open.
+        url = f"sqlite+aiosqlite:///file:microshop-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(settings.data_dir) / "microshop.sqlite3"
-        # One connection: SQLite has one writer at a time anyway, and a single connection
-        # cannot meet "database is locked" between its own transactions.
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=1, max_overflow=0)
+        url = f"sqlite+aiosqlite:///{Path(settings.data_dir) / 'microshop.sqlite3'}"
+    # One connection: SQLite has one writer at a time anyway, and a single connection, handed to
+    # one transaction at a time by the pool, never meets "database is locked".
+    engine = create_async_engine(
+        url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30
+    )
     event.listen(engine.sync_engine, "connect", configure_sqlite_connection)
     return engine
 

@@ -1,0 +1,138 @@
+"""Fixtures shared by every test: a real shop of four processes on 127.0.0.1."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from microshop.services import SERVICES
+from microshop.supervisor import service_ports
+
+START_TIMEOUT_SECONDS = 40.0
+
+
+def ports_are_free(ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port() -> int:
+    """A base port whose whole seed layout (+0 .. +4) is free right now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base < 60000 and ports_are_free(list(service_ports(base).values())):
+            return base
+    raise RuntimeError("no free range of ports found")
+
+
+@dataclass
+class RunningShop:
+    """A shop started by `microshop up`, exactly as a user starts it."""
+
+    process: subprocess.Popen[bytes]
+    base_port: int
+    data_dir: Path
+    state_file: Path
+    log_file: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("api-gateway")
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def pid(self, service: str) -> int:
+        state = json.loads(self.state_file.read_text())
+        pid: int = state["services"][service]["pid"]
+        return pid
+
+    def output(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def wait_ready(
+        self, service: str = "api-gateway", timeout: float = START_TIMEOUT_SECONDS
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"microshop up exited:\n{self.output()[-4000:]}")
+            try:
+                if httpx.get(self.url(service) + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} not ready after {timeout} s:\n{self.output()[-4000:]}")
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def start_shop(
+    directory: Path, *extra_arguments: str, environment: dict[str, str] | None = None
+) -> RunningShop:
+    base_port = free_base_port()
+    data_dir = directory / "data"
+    log_file = directory / f"up-{base_port}.log"
+    state_file = directory / "state.json"
+    command = [
+        sys.executable,
+        "-m",
+        "microshop",
+        "up",
+        "--base-port",
+        str(base_port),
+        "--data-dir",
+        str(data_dir),
+        "--state-file",
+        str(state_file),
+        *extra_arguments,
+    ]
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MICROSHOP_LOG_FORMAT": "json", **(environment or {})},
+        )
+    shop = RunningShop(process, base_port, data_dir, state_file, log_file, service_ports(base_port))
+    try:
+        for service in SERVICES:
+            shop.wait_ready(service)
+    except BaseException:
+        shop.stop()
+        raise
+    return shop
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShop]:
+    running = start_shop(tmp_path_factory.mktemp("shop"))
+    yield running
+    assert running.stop() == 0, running.output()[-4000:]
+
+
+@pytest.fixture
+def gateway(shop: RunningShop) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shop.gateway_url, timeout=10) as client:
+        yield client

@@ -1,0 +1,33 @@
+"""The command line: bad configuration is a clear message and a non-zero exit."""
+
+import os
+import subprocess
+import sys
+
+
+def run_cli(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "microshop", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **environment},
+    )
+
+
+def test_bad_setting_names_the_variable_and_exits_2() -> None:
+    result = run_cli("serve", "db", MICROSHOP_PORT="not-a-port")
+    assert result.returncode == 2
+    assert "MICROSHOP_PORT" in result.stderr
+
+
+def test_bad_url_is_refused() -> None:
+    result = run_cli("serve", "order-service", MICROSHOP_DB_SERVICE_URL="db:3004 nope")
+    assert result.returncode == 2
+    assert "MICROSHOP_DB_SERVICE_URL" in result.stderr
+
+
+def test_unknown_service_is_refused() -> None:
+    result = run_cli("serve", "cart")
+    assert result.returncode == 2
+    assert "unknown service" in result.stderr

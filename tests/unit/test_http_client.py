@@ -1,0 +1,79 @@
+"""The shared client against a real local server: timeouts, and retries only when safe."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from microshop.common.http_client import DownstreamTimeout, DownstreamUnavailable, HttpSession
+from microshop.common.metrics import ServiceMetrics
+from microshop.common.settings import Settings
+
+
+class ClosingServer:
+    """Accepts connections, counts them, and closes each without answering (or answers slowly)."""
+
+    def __init__(self, delay: float | None = None) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if self.delay is not None:
+            await asyncio.sleep(self.delay)
+        writer.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpSession]:
+    session = HttpSession(Settings(request_timeout=0.3, retries=2), ServiceMetrics())
+    await session.open()
+    yield session
+    await session.close()
+
+
+async def serve(handler: ClosingServer) -> asyncio.Server:
+    server = await asyncio.start_server(handler.handle, "127.0.0.1", 0)
+    handler.port = server.sockets[0].getsockname()[1]
+    return server
+
+
+async def test_get_is_retried_then_reported_unavailable(http: HttpSession) -> None:
+    handler = ClosingServer()
+    async with await serve(handler):
+        client = http.client("db", f"http://127.0.0.1:{handler.port}")
+        with pytest.raises(DownstreamUnavailable) as raised:
+            await client.request("GET", "/orders")
+    # Each of our 1 + 2 attempts is one that aiohttp itself repeats once on a dropped connection.
+    assert handler.connections == (1 + 2) * 2
+    assert raised.value.status == 503
+
+
+async def test_plain_post_is_never_retried(http: HttpSession) -> None:
+    handler = ClosingServer()
+    async with await serve(handler):
+        client = http.client("db", f"http://127.0.0.1:{handler.port}")
+        with pytest.raises(DownstreamUnavailable):
+            await client.request("POST", "/orders", json={})
+    assert handler.connections == 1
+
+
+async def test_slow_answer_is_a_timeout(http: HttpSession) -> None:
+    handler = ClosingServer(delay=2)
+    async with await serve(handler):
+        client = http.client("db", f"http://127.0.0.1:{handler.port}")
+        with pytest.raises(DownstreamTimeout) as raised:
+            await client.request("GET", "/orders")
+    assert raised.value.status == 504
+
+
+async def test_nothing_listening_is_unavailable(http: HttpSession) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = http.client("db", f"http://127.0.0.1:{port}")
+    with pytest.raises(DownstreamUnavailable):
+        await client.request("GET", "/healthz")

@@ -1,0 +1,34 @@
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from microshop.common.models import OrderCreate, TransactionCreate, price_to_json
+
+
+def test_json_price_keeps_its_exact_decimal_value() -> None:
+    order = OrderCreate.model_validate_json('{"item": "a", "price": 10.1, "customer": "b"}')
+    assert order.price == Decimal("10.10")
+    assert order.model_dump(mode="json")["price"] == 10.1
+
+
+def test_form_price_is_text_and_is_converted() -> None:
+    order = OrderCreate.model_validate(
+        {"item": "a", "price": "10.50", "customer": "b"}, context={"form": True}
+    )
+    assert order.price == Decimal("10.5")
+
+
+@pytest.mark.parametrize("price", ['"10"', "true", "-1", "0", "1.001", "1e400", "1000000000.01"])
+def test_bad_json_prices_are_refused(price: str) -> None:
+    with pytest.raises(ValidationError):
+        OrderCreate.model_validate_json(f'{{"item": "a", "price": {price}, "customer": "b"}}')
+
+
+def test_transaction_request_uses_the_seeds_field_name() -> None:
+    assert TransactionCreate.model_validate_json('{"orderId": 7}').order_id == 7
+
+
+@pytest.mark.parametrize(("cents", "number"), [(10000, 100), (1050, 10.5), (1, 0.01)])
+def test_prices_are_sent_as_the_seed_sent_them(cents: int, number: float) -> None:
+    assert price_to_json(cents) == number
