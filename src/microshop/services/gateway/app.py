@@ -15,6 +15,7 @@ from microshop.common.models import Order, OrderCreate, OrderListQuery, OrderWit
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
+from microshop.services.gateway.storefront import Storefront
 from microshop.services.orders.app import IDEMPOTENCY_HEADER
 
 
@@ -57,6 +58,7 @@ class Gateway(Service):
                 summary="One order with its transaction.",
                 responses={200: OrderWithTransaction},
             ),
+            *Storefront(self).routes(),
         ]
 
     async def list_orders(self, request: Request) -> Response:
