@@ -276,7 +276,7 @@ function serviceItem(service) {
   detail.textContent =
     service.state === "up"
       ? `version ${service.version}, ${latency(service.latency_ms)}`
-      : `${service.error} (${latency(service.latency_ms)})`;
+      : `After ${latency(service.latency_ms)}: ${service.error}`;
   item.append(name, badge(service.state, service.state), detail);
   return item;
 }
