@@ -125,6 +125,68 @@ def start_shop(
     return shop
 
 
+@dataclass
+class ServiceProcess:
+    """One service started by `microshop serve`, as a container would start it."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def start_service(
+    name: str, directory: Path, environment: dict[str, str], *, port: int | None = None
+) -> ServiceProcess:
+    port = port or free_port()
+    log_file = directory / f"{name}-{port}.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "microshop", "serve", name],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "MICROSHOP_HOST": "127.0.0.1",
+                "MICROSHOP_PORT": str(port),
+                "MICROSHOP_LOG_FORMAT": "json",
+                "MICROSHOP_DATA_DIR": str(directory / "data"),
+                **environment,
+            },
+        )
+    service = ServiceProcess(name, port, process, log_file)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            service.stop()
+            raise RuntimeError(f"{name} did not start:\n{service.output()[-4000:]}")
+        try:
+            if httpx.get(service.url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return service
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShop]:
     running = start_shop(tmp_path_factory.mktemp("shop"))

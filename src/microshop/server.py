@@ -2,6 +2,7 @@
 
 import importlib
 import logging
+import time
 from types import FrameType
 
 import uvicorn
@@ -16,19 +17,34 @@ logger = logging.getLogger("microshop.server")
 
 
 class GracefulServer(uvicorn.Server):
-    """On SIGTERM the service reports not-ready before uvicorn stops accepting connections."""
+    """Stops the way Kubernetes expects during a rolling update, and exits 0.
 
-    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+    On SIGTERM the service turns not-ready and, for `drain_seconds`, keeps answering with
+    `Connection: close` so that load balancers and clients move away; then uvicorn stops accepting
+    connections, lets in-flight requests finish (at most `shutdown_timeout`) and returns. A second
+    signal stops at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service, drain_seconds: float) -> None:
         super().__init__(config)
         self.service = service
+        self.drain_seconds = drain_seconds
+        self.stop_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.service.draining:
-            logger.info(
-                "%s received signal %d: finishing in-flight requests", self.service.name, sig
-            )
+        # Not uvicorn's handler: it re-raises the signal after shutdown, so the exit code is not 0.
+        if self.service.draining:
+            self.force_exit = self.should_exit
+            self.should_exit = True
+            return
+        logger.info("%s received signal %d: stopping gracefully", self.service.name, sig)
         self.service.draining = True
-        super().handle_exit(sig, frame)
+        self.stop_at = time.monotonic() + self.drain_seconds
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.stop_at is not None and time.monotonic() >= self.stop_at:
+            return True
+        return await super().on_tick(counter)
 
 
 def build_app(spec: ServiceSpec, settings: Settings) -> Starlette:
@@ -55,7 +71,7 @@ def serve(spec: ServiceSpec, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         backlog=2048,
     )
-    GracefulServer(config, app.state.service).run()
+    GracefulServer(config, app.state.service, settings.drain_seconds).run()
 
 
 def resolve(name: str) -> ServiceSpec:

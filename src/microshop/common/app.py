@@ -20,7 +20,10 @@ from microshop import __version__
 from microshop.common.errors import EXCEPTION_HANDLERS, Problem
 from microshop.common.http_client import HttpSession, ServiceClient
 from microshop.common.metrics import ServiceMetrics
-from microshop.common.middleware import InternalAuthMiddleware, RequestContextMiddleware
+from microshop.common.middleware import (
+    InternalAuthMiddleware,
+    RequestContextMiddleware,
+)
 from microshop.common.openapi import build_openapi, docs_page
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -45,6 +48,10 @@ class Service:
 
     def routes(self) -> Sequence[BaseRoute]:
         raise NotImplementedError
+
+    def middleware(self) -> Sequence[Middleware]:
+        """Middleware of this service only, inside the shared ones."""
+        return ()
 
     async def start(self) -> None:
         await self.http.open()
@@ -100,10 +107,16 @@ def create_app(service: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         *own_routes,
     ]
-    middleware = [Middleware(RequestContextMiddleware, metrics=service.metrics)]
-    token = service.settings.internal_token
-    if token is not None and not service.public:
-        middleware.append(Middleware(InternalAuthMiddleware, token=token.get_secret_value()))
+    settings = service.settings
+    middleware = [
+        Middleware(
+            RequestContextMiddleware, metrics=service.metrics, draining=lambda: service.draining
+        )
+    ]
+    if settings.internal_token is not None and not service.public:
+        token = settings.internal_token.get_secret_value()
+        middleware.append(Middleware(InternalAuthMiddleware, token=token))
+    middleware.extend(service.middleware())
     app = Starlette(
         routes=routes,
         middleware=middleware,

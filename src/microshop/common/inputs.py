@@ -4,7 +4,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from microshop.common.errors import Problem, validation_problem
 from microshop.common.models import MAX_ORDER_ID
@@ -23,11 +23,14 @@ async def read_bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> by
         raise Problem(413, f"The request body must be at most {limit} bytes.")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, f"The request body must be at most {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"The request body must be at most {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Problem(400, "The client went away before sending the whole body.") from None
     return b"".join(chunks)
 
 

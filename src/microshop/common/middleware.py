@@ -1,9 +1,12 @@
 """ASGI middleware: what every request needs (request id, metrics, access log) and internal auth."""
 
+import asyncio
 import hmac
 import logging
+import random
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,9 +33,10 @@ def incoming_request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, draining: Callable[[], bool]) -> None:
         self.app = app
         self.metrics = metrics
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +52,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
+                headers = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
+                if self.draining():
+                    # Clients drop this keep-alive connection instead of reusing it mid-shutdown.
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -95,6 +103,29 @@ class InternalAuthMiddleware:
                     401,
                     "This service accepts only calls from the shop's own services.",
                     headers={"WWW-Authenticate": "Bearer"},
+                )
+                await problem_response(problem, Request(scope))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class FaultInjectionMiddleware:
+    """For demos and tests only: slows down and fails a share of requests, probes excepted."""
+
+    def __init__(self, app: ASGIApp, latency: float, failure_rate: float) -> None:
+        self.app = app
+        self.latency = latency
+        self.failure_rate = failure_rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in QUIET_PATHS:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if random.random() < self.failure_rate:
+                problem = Problem(
+                    503,
+                    "Failure injected by MICROSHOP_FAULT_FAILURE_RATE.",
+                    headers={"Retry-After": "1"},
                 )
                 await problem_response(problem, Request(scope))(scope, receive, send)
                 return

@@ -48,6 +48,17 @@ def reject_text_number(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def printable_text(value: Any) -> Any:
+    """Names are text a person could type: no blank names, no control characters."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if any(character < " " or character == "\x7f" for character in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 class OrderCreate(BaseModel):
     """What a customer sends to place an order."""
 
@@ -62,14 +73,7 @@ class OrderCreate(BaseModel):
 
     _price_is_a_number = field_validator("price", mode="before")(reject_text_number)
 
-    @field_validator("item", "customer", mode="before")
-    @classmethod
-    def text_only(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+    _names_are_text = field_validator("item", "customer", mode="before")(printable_text)
 
 
 class TransactionCreate(BaseModel):
@@ -96,6 +100,8 @@ class ListQuery(BaseModel):
 class OrderListQuery(ListQuery):
     status: OrderStatus | None = None
     customer: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+    _customer_is_text = field_validator("customer", mode="before")(printable_text)
 
 
 def price_to_json(cents: int) -> int | float:

@@ -1,6 +1,7 @@
 """OpenAPI 3.1 built from the routes' pydantic models, so it cannot drift from the code."""
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ PROBLEM_SCHEMA = {
     "required": ["title", "status"],
 }
 REF_TEMPLATE = "#/components/schemas/{model}"
+CONVERTOR = re.compile(r":\w+}")
 
 
 class ApiRoute(Route):
@@ -105,7 +107,10 @@ def build_openapi(title: str, version: str, routes: Sequence[BaseRoute]) -> dict
         for method in sorted(route.methods or ()):
             if method == "HEAD":
                 continue
-            paths.setdefault(route.path, {})[method.lower()] = operation(route, method, components)
+            path = CONVERTOR.sub(
+                "}", route.path
+            )  # "/orders/{order_id:int}" -> "/orders/{order_id}"
+            paths.setdefault(path, {})[method.lower()] = operation(route, method, components)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

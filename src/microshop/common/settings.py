@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     connect_timeout: PositiveSeconds = 0.5
     retries: Annotated[int, Field(ge=0, le=5)] = 2
     shutdown_timeout: PositiveSeconds = 10.0
+    drain_seconds: Annotated[float, Field(ge=0, le=600)] = 0.0
+    """After SIGTERM: seconds of not-ready serving (with `Connection: close`) before stopping."""
+    settle_interval: PositiveSeconds = 5.0
+    """Seconds between order-service's sweeps for pending orders; backs off while they fail."""
+
+    payment_fault_latency: Annotated[float, Field(ge=0, le=600)] = 0.0
+    """Fault injection for demos and tests: extra seconds before payment-service answers."""
+    payment_fault_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Fault injection for demos and tests: the share of payment requests answered 503."""
 
     internal_token: SecretStr | None = None
     """When set, internal services accept only calls that present it as a bearer token."""

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -64,17 +65,22 @@ class Gateway(Service):
     async def list_orders(self, request: Request) -> Response:
         query = read_query(request, OrderListQuery)
         params = query.model_dump(mode="json", exclude_none=True)
-        answer = await self.orders.request(
-            "GET", "/orders", params={**params, "limit": str(query.limit + 1)}
-        )
-        answer.raise_for_problem(self.orders.target)
-        page = answer.json()
+        page = await self.fetch_orders(params)
         headers = {}
-        if len(page) > query.limit:
-            page = page[: query.limit]
+        if len(page) == query.limit and await self.fetch_orders(
+            {**params, "limit": 1, "after": page[-1]["id"]}
+        ):
             next_query = urlencode({**params, "after": page[-1]["id"]})
             headers["Link"] = f'</orders?{next_query}>; rel="next"'
         return JSONResponse(page, headers=headers)
+
+    async def fetch_orders(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = await self.orders.request(
+            "GET", "/orders", params={name: str(value) for name, value in params.items()}
+        )
+        answer.raise_for_problem(self.orders.target)
+        orders: list[dict[str, Any]] = answer.json()
+        return orders
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)

@@ -1,15 +1,19 @@
 """payment-service: a payment is a decision (the decline rule) recorded once per order by the db."""
 
+import logging
 from collections.abc import Sequence
 from decimal import Decimal
 
+from prometheus_client import Counter
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app, relay
 from microshop.common.inputs import read_model, read_query
+from microshop.common.middleware import FaultInjectionMiddleware
 from microshop.common.models import (
     ListQuery,
     Transaction,
@@ -20,6 +24,8 @@ from microshop.common.models import (
 from microshop.common.openapi import ApiRoute
 from microshop.common.settings import Settings
 
+logger = logging.getLogger("microshop.payments")
+
 
 class PaymentService(Service):
     name = "payment-service"
@@ -27,6 +33,19 @@ class PaymentService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.db = self.http.client("db", settings.db_service_url)
+        self.payments = Counter(
+            "payments", "Payments recorded, by result.", ["result"], registry=self.metrics.registry
+        )
+
+    def middleware(self) -> Sequence[Middleware]:
+        latency = self.settings.payment_fault_latency
+        failure_rate = self.settings.payment_fault_failure_rate
+        if not (latency or failure_rate):
+            return ()
+        logger.warning(
+            "fault injection on: %g s latency, %g%% failures", latency, failure_rate * 100
+        )
+        return [Middleware(FaultInjectionMiddleware, latency=latency, failure_rate=failure_rate)]
 
     async def check_ready(self) -> None:
         await self.check_dependency(self.db)
@@ -77,6 +96,9 @@ class PaymentService(Service):
             idempotent=True,  # the db records at most one transaction per order
         )
         answer.raise_for_problem(self.db.target)
+        if answer.status == 201:
+            success = answer.json()["transaction"]["success"]
+            self.payments.labels("approved" if success else "declined").inc()
         return Response(answer.body, status_code=answer.status, media_type="application/json")
 
 
