@@ -16,6 +16,9 @@ import pytest
 
 from microshop.services import SERVICES
 from microshop.supervisor import service_ports
+from tests.postgres import postgres
+
+__all__ = ["postgres"]
 
 START_TIMEOUT_SECONDS = 40.0
 

@@ -8,11 +8,13 @@ import typer
 import uvloop
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from microshop import __version__
 from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.server import resolve, serve
 from microshop.services import SERVICES
+from microshop.services.db.database import engine_for, migrate
 from microshop.supervisor import StartError, Supervisor, run_until_signalled
 
 app = typer.Typer(
@@ -73,6 +75,32 @@ def serve_command(
     serve(spec, settings)
 
 
+db_app = typer.Typer(help="The db service's storage.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def migrate_command() -> None:
+    """Bring the configured database's schema up to date (the db service also does at start-up)."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        fail(str(error))
+    engine = engine_for(settings)
+
+    async def run() -> None:
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        uvloop.run(run())
+    except (OSError, SQLAlchemyError) as error:
+        fail(f"cannot migrate {settings.storage.value} storage: {error}", code=1)
+    console.print(f"{settings.storage.value} storage is up to date")
+
+
 def print_service_line(service: str, line: str) -> None:
     color = SERVICE_COLORS.get(service, "white")
     console.print(
@@ -90,6 +118,10 @@ def up_command(
         Storage, typer.Option(help="sqlite keeps data; memory loses it on stop.")
     ] = Storage.SQLITE,
     data_dir: Annotated[Path | None, typer.Option(help="Where sqlite data lives.")] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="A postgresql:// URL: the db service stores there instead of sqlite."),
+    ] = None,
     state_file: Annotated[
         Path | None,
         typer.Option(help="Write where each service runs (pids, ports) to this JSON file."),
@@ -99,6 +131,8 @@ def up_command(
     environment = {"MICROSHOP_STORAGE": storage.value}
     if data_dir is not None:
         environment["MICROSHOP_DATA_DIR"] = str(data_dir.resolve())
+    if database is not None:
+        environment["MICROSHOP_DATABASE_URL"] = database
     if console.is_terminal:
         environment.setdefault("MICROSHOP_LOG_FORMAT", "console")
     try:

@@ -9,22 +9,27 @@ import pytest
 
 from microshop.common.models import OrderCreate, OrderListQuery, OrderStatus
 from microshop.common.settings import Settings, Storage
+from microshop.services.db.database import engine_for
 from microshop.services.db.repository import (
     AmountMismatch,
     IdempotencyKeyReused,
     OrderNotFound,
     Repository,
-    engine_for,
 )
+from tests.postgres import PostgresServer
 
 ORDER = OrderCreate(item="t-shirt", price=Decimal(100), customer="Gregor")
 
 
-@pytest.fixture(params=[Storage.SQLITE, Storage.MEMORY])
+@pytest.fixture(params=[Storage.SQLITE, Storage.MEMORY, Storage.POSTGRESQL])
 async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
-    settings = Settings(storage=request.param, data_dir=tmp_path)
+    if request.param is Storage.POSTGRESQL:
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        settings = Settings(database_url=postgres.create_database())
+    else:
+        settings = Settings(storage=request.param, data_dir=tmp_path)
     repository = Repository(engine_for(settings))
-    await repository.create_schema()
+    await repository.migrate()
     yield repository
     await repository.close()
 

@@ -6,7 +6,7 @@ logs come from here.
 """
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from microshop import __version__
-from microshop.common.errors import EXCEPTION_HANDLERS, Problem
+from microshop.common.errors import EXCEPTION_HANDLERS, ExceptionHandler, Problem
 from microshop.common.http_client import HttpSession, ServiceClient
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.middleware import (
@@ -48,6 +48,10 @@ class Service:
 
     def routes(self) -> Sequence[BaseRoute]:
         raise NotImplementedError
+
+    def exception_handlers(self) -> Mapping[type[Exception], ExceptionHandler]:
+        """Errors of this service's own kinds, turned into answers."""
+        return {}
 
     def middleware(self) -> Sequence[Middleware]:
         """Middleware of this service only, inside the shared ones."""
@@ -120,7 +124,7 @@ def create_app(service: Service) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **service.exception_handlers()},
         lifespan=lifespan,
     )
     app.state.service = service

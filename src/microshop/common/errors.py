@@ -1,7 +1,7 @@
 """RFC 9457 problem details: the one shape every error of every service takes."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -82,7 +82,9 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(Problem(500, "An unexpected error occurred."), request)
 
 
-EXCEPTION_HANDLERS = {
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
     Problem: handle_problem,
     HTTPException: handle_http_exception,
     ValidationError: handle_validation_error,

@@ -6,13 +6,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Storage(StrEnum):
     SQLITE = "sqlite"
     MEMORY = "memory"
+    POSTGRESQL = "postgresql"
 
 
 class LogFormat(StrEnum):
@@ -26,6 +27,8 @@ def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "microshop"
 
+
+POSTGRESQL_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
 
     storage: Storage = Storage.SQLITE
     data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: SecretStr | None = None
+    """`postgresql://user:password@host:5432/name`: setting it selects PostgreSQL."""
 
     decline_above: Annotated[Decimal, Field(ge=0)] = Decimal(10_000)
 
@@ -67,6 +72,17 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def database_url_selects_postgresql(self) -> "Settings":
+        if self.database_url is not None:
+            scheme = self.database_url.get_secret_value().split("://", 1)[0]
+            if scheme not in POSTGRESQL_SCHEMES:
+                raise ValueError("MICROSHOP_DATABASE_URL must start with postgresql://")
+            object.__setattr__(self, "storage", Storage.POSTGRESQL)
+        elif self.storage is Storage.POSTGRESQL:
+            raise ValueError("MICROSHOP_STORAGE=postgresql needs MICROSHOP_DATABASE_URL")
+        return self
+
 
 class ConfigurationError(Exception):
     """Raised with a message a person can act on when the environment holds bad settings."""
@@ -79,5 +95,12 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for problem in error.errors(include_url=False):
             field = ".".join(str(part) for part in problem["loc"])
-            lines.append(f"MICROSHOP_{field.upper()}={problem.get('input')!r}: {problem['msg']}")
+            if not field:  # a rule across fields: its message names the variables
+                lines.append(problem["msg"].removeprefix("Value error, "))
+            elif "database_url" in field or "token" in field:  # never print secrets
+                lines.append(f"MICROSHOP_{field.upper()}: {problem['msg']}")
+            else:
+                lines.append(
+                    f"MICROSHOP_{field.upper()}={problem.get('input')!r}: {problem['msg']}"
+                )
         raise ConfigurationError("bad configuration:\n  " + "\n  ".join(lines)) from None

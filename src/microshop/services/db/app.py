@@ -1,6 +1,7 @@
 """The db service: orders and transactions over HTTP, stored through the repository."""
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -8,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
-from microshop.common.errors import Problem
+from microshop.common.errors import ExceptionHandler, Problem, problem_response
 from microshop.common.inputs import order_id_from, read_model, read_query
 from microshop.common.models import (
     ListQuery,
@@ -24,17 +25,28 @@ from microshop.common.models import (
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
+from microshop.services.db.database import engine_for
 from microshop.services.db.repository import (
     AmountMismatch,
     IdempotencyKeyReused,
     OrderNotFound,
     Repository,
-    engine_for,
+    StorageUnavailable,
 )
+
+
+async def storage_unavailable(request: Request, error: Exception) -> Response:
+    """The database is down or slow: the client may retry, nothing half-done was kept."""
+    logger.warning("storage unavailable: %s", error)
+    problem = Problem(503, "The database is unavailable.", headers={"Retry-After": "1"})
+    return problem_response(problem, request)
 
 
 def not_found(order_id: int) -> Problem:
     return Problem(404, f"Order {order_id} does not exist.")
+
+
+logger = logging.getLogger("microshop.db")
 
 
 class DbService(Service):
@@ -46,17 +58,17 @@ class DbService(Service):
 
     async def start(self) -> None:
         await super().start()
-        await self.repository.create_schema()
+        await self.repository.migrate()
 
     async def stop(self) -> None:
         await self.repository.close()
         await super().stop()
 
     async def check_ready(self) -> None:
-        try:
-            await self.repository.ping()
-        except Exception as error:
-            raise Problem(503, f"Storage is unreachable: {error}") from None
+        await self.repository.ping()
+
+    def exception_handlers(self) -> Mapping[type[Exception], ExceptionHandler]:
+        return {StorageUnavailable: storage_unavailable}
 
     def routes(self) -> Sequence[BaseRoute]:
         return [

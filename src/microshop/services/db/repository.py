@@ -1,22 +1,21 @@
-"""The storage interface of the db service, and its SQLAlchemy Core implementation.
+"""The storage interface of the db service, in SQLAlchemy Core.
 
-One repository serves every backend: a sqlite file (WAL) by default, sqlite in memory for the seed's
-mode. Paying an order is one database transaction that records the payment and settles the order;
-the unique `order_id` makes a second payment for the same order impossible.
+One repository serves every backend (a sqlite file, sqlite in memory, PostgreSQL). Paying an order
+is one database transaction that records the payment and settles the order; the unique `order_id`
+makes a second payment for the same order impossible, whichever replica asks.
 """
 
 import hashlib
 import logging
-import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from microshop.common.models import (
     ListQuery,
@@ -29,12 +28,29 @@ from microshop.common.models import (
     price_to_json,
     to_cents,
 )
-from microshop.common.settings import Settings, Storage
-from microshop.services.db.tables import metadata, orders, transactions
+from microshop.services.db.database import migrate
+from microshop.services.db.tables import orders, transactions
 
 logger = logging.getLogger("microshop.db")
 
 SUCCESS_BY_STATUS = {OrderStatus.PAID: True, OrderStatus.DECLINED: False, OrderStatus.PENDING: None}
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or did not answer in time."""
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Driver failures (refused, reset, timed out) become `StorageUnavailable`."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as error:
+        raise StorageUnavailable(str(error).splitlines()[0]) from error
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise StorageUnavailable(str(error).splitlines()[0]) from error
+        raise
 
 
 class OrderNotFound(Exception):
@@ -83,48 +99,31 @@ def transaction_from_row(row: RowMapping) -> Transaction:
     )
 
 
-def engine_for(settings: Settings) -> AsyncEngine:
-    if settings.storage is Storage.MEMORY:
-        logger.warning("memory storage: every order is lost when the db service stops")
-        # A named in-memory database lives as long as the pool's one connection stays open.
-        url = f"sqlite+aiosqlite:///file:microshop-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{Path(settings.data_dir) / 'microshop.sqlite3'}"
-    # One connection: SQLite has one writer at a time anyway, and a single connection, handed to
-    # one transaction at a time by the pool, never meets "database is locked".
-    engine = create_async_engine(
-        url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=30
-    )
-    event.listen(engine.sync_engine, "connect", configure_sqlite_connection)
-    return engine
-
-
-def configure_sqlite_connection(connection: Any, record: Any) -> None:
-    cursor = connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=5000",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
-
-
 class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+    async def migrate(self) -> None:
+        with storage_errors():
+            await migrate(self.engine)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        with storage_errors():
+            async with self.engine.connect() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one database transaction, committed when the block ends."""
+        async with self.reading() as connection, connection.begin():
+            yield connection
 
     async def close(self) -> None:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
+        async with self.reading() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def create_order(self, order: OrderCreate, idempotency_key: str | None) -> Created:
@@ -139,7 +138,7 @@ class Repository:
             "request_fingerprint": order_fingerprint,
         }
         try:
-            async with self.engine.begin() as connection:
+            async with self.writing() as connection:
                 if idempotency_key:
                     existing = await self._order_by_key(
                         connection, idempotency_key, order_fingerprint
@@ -156,7 +155,7 @@ class Repository:
         except IntegrityError:
             if not idempotency_key:
                 raise
-        async with self.engine.connect() as connection:
+        async with self.reading() as connection:
             existing = await self._order_by_key(connection, idempotency_key, order_fingerprint)
         if existing is None:
             raise RuntimeError("order with this idempotency key vanished")
@@ -192,7 +191,7 @@ class Repository:
         return OrderWithTransaction(order=order_from_row(row), transaction=transaction)
 
     async def get_order(self, order_id: int) -> OrderWithTransaction:
-        async with self.engine.connect() as connection:
+        async with self.reading() as connection:
             row = (
                 (await connection.execute(select(orders).where(orders.c.id == order_id)))
                 .mappings()
@@ -209,7 +208,7 @@ class Repository:
         if query.customer is not None:
             statement = statement.where(orders.c.customer == query.customer)
         statement = statement.order_by(orders.c.id).limit(query.limit)
-        async with self.engine.connect() as connection:
+        async with self.reading() as connection:
             rows = (await connection.execute(statement)).mappings().all()
         return [order_from_row(row) for row in rows]
 
@@ -220,7 +219,7 @@ class Repository:
             .order_by(transactions.c.id)
             .limit(query.limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.reading() as connection:
             rows = (await connection.execute(statement)).mappings().all()
         return [transaction_from_row(row) for row in rows]
 
@@ -232,7 +231,7 @@ class Repository:
         A repeated request for an order that already has a transaction returns that transaction.
         """
         try:
-            async with self.engine.begin() as connection:
+            async with self.writing() as connection:
                 existing = await self._transaction_for(connection, order_id)
                 if existing is not None:
                     return Created(existing, created=False)
@@ -262,7 +261,7 @@ class Repository:
                 )
                 return Created(transaction_from_row(row), created=True)
         except IntegrityError:
-            async with self.engine.connect() as connection:
+            async with self.reading() as connection:
                 existing = await self._transaction_for(connection, order_id)
             if existing is None:
                 raise
