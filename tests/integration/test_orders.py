@@ -127,6 +127,21 @@ def test_same_idempotency_key_with_another_body_is_refused(gateway: httpx.Client
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_empty_idempotency_key_counts_as_none(gateway: httpx.Client) -> None:
+    customer = unique_customer()
+    for _ in range(2):
+        response = gateway.post(
+            "/orders", json={**ORDER, "customer": customer}, headers={"Idempotency-Key": ""}
+        )
+        assert response.status_code == 201
+    assert len(gateway.get("/orders", params={"customer": customer}).json()) == 2
+
+
+def test_overlong_idempotency_key_is_refused(gateway: httpx.Client) -> None:
+    response = gateway.post("/orders", json=ORDER, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 422
+
+
 BAD_BODIES = [
     pytest.param({"item": "t-shirt", "price": 100}, 422, id="missing-customer"),
     pytest.param({}, 422, id="empty-object"),

@@ -70,3 +70,20 @@ def order_id_from(request: Request) -> int:
     if not 1 <= order_id <= MAX_ORDER_ID:
         raise Problem(404, f"Order {order_id} does not exist.")
     return order_id
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+def idempotency_key_from(request: Request) -> str | None:
+    """The client's `Idempotency-Key`, if it sent a usable one; an empty header counts as none."""
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if not key:
+        return None
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise Problem(
+            422,
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+        )
+    return key

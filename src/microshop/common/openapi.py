@@ -3,7 +3,7 @@
 import html
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, is_typeddict
 
 from pydantic import BaseModel, TypeAdapter
 from starlette.routing import BaseRoute, Route
@@ -49,7 +49,9 @@ class ApiRoute(Route):
 def schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
     schema = TypeAdapter(annotation).json_schema(ref_template=REF_TEMPLATE, mode="serialization")
     components.update(schema.pop("$defs", {}))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_typeddict(annotation) or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    ):
         components[annotation.__name__] = schema
         return {"$ref": REF_TEMPLATE.format(model=annotation.__name__)}
     return schema

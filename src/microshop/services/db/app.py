@@ -10,7 +10,12 @@ from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
 from microshop.common.errors import ExceptionHandler, Problem, problem_response
-from microshop.common.inputs import order_id_from, read_model, read_query
+from microshop.common.inputs import (
+    idempotency_key_from,
+    order_id_from,
+    read_model,
+    read_query,
+)
 from microshop.common.models import (
     ListQuery,
     Order,
@@ -117,23 +122,21 @@ class DbService(Service):
     async def list_orders(self, request: Request) -> Response:
         query = read_query(request, OrderListQuery)
         found = await self.repository.list_orders(query)
-        return JSONResponse([order.model_dump(mode="json") for order in found])
+        return JSONResponse(found)
 
     async def create_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
         try:
-            result = await self.repository.create_order(
-                order, request.headers.get("idempotency-key")
-            )
+            result = await self.repository.create_order(order, idempotency_key_from(request))
         except IdempotencyKeyReused:
             raise Problem(
                 422, "This Idempotency-Key was already used with a different body."
             ) from None
         stored: OrderWithTransaction = result.value
         return JSONResponse(
-            stored.model_dump(mode="json"),
+            stored,
             status_code=201 if result.created else 200,
-            headers={"Location": f"/orders/{stored.order.id}"},
+            headers={"Location": f"/orders/{stored['order']['id']}"},
         )
 
     async def get_order(self, request: Request) -> Response:
@@ -142,12 +145,12 @@ class DbService(Service):
             found = await self.repository.get_order(order_id)
         except OrderNotFound:
             raise not_found(order_id) from None
-        return JSONResponse(found.model_dump(mode="json"))
+        return JSONResponse(found)
 
     async def list_transactions(self, request: Request) -> Response:
         query = read_query(request, ListQuery)
         found = await self.repository.list_transactions(query)
-        return JSONResponse([transaction.model_dump(mode="json") for transaction in found])
+        return JSONResponse(found)
 
     async def create_transaction(self, request: Request) -> Response:
         payment = await read_model(request, TransactionCreate)
@@ -164,7 +167,7 @@ class DbService(Service):
                 422, f"The amount does not match the price of order {payment.order_id}."
             ) from None
         return JSONResponse(
-            {"transaction": result.value.model_dump(mode="json")},
+            {"transaction": result.value},
             status_code=201 if result.created else 200,
         )
 

@@ -80,23 +80,23 @@ def fingerprint(order: OrderCreate) -> str:
 
 def order_from_row(row: RowMapping) -> Order:
     status = OrderStatus(row["status"])
-    return Order(
-        id=row["id"],
-        item=row["item"],
-        price=price_to_json(row["price_cents"]),
-        customer=row["customer"],
-        status=status,
-        success=SUCCESS_BY_STATUS[status],
-    )
+    return {
+        "id": row["id"],
+        "item": row["item"],
+        "price": price_to_json(row["price_cents"]),
+        "customer": row["customer"],
+        "status": status,
+        "success": SUCCESS_BY_STATUS[status],
+    }
 
 
 def transaction_from_row(row: RowMapping) -> Transaction:
-    return Transaction(
-        id=row["id"],
-        orderId=row["order_id"],
-        success=row["success"],
-        amount=price_to_json(row["amount_cents"]),
-    )
+    return {
+        "id": row["id"],
+        "orderId": row["order_id"],
+        "success": bool(row["success"]),
+        "amount": price_to_json(row["amount_cents"]),
+    }
 
 
 class Repository:
@@ -188,7 +188,7 @@ class Repository:
             .first()
         )
         transaction = None if transaction_row is None else transaction_from_row(transaction_row)
-        return OrderWithTransaction(order=order_from_row(row), transaction=transaction)
+        return {"order": order_from_row(row), "transaction": transaction}
 
     async def get_order(self, order_id: int) -> OrderWithTransaction:
         async with self.reading() as connection:

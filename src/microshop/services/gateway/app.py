@@ -11,13 +11,18 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app, relay
-from microshop.common.inputs import order_id_from, read_model, read_query
+from microshop.common.inputs import (
+    IDEMPOTENCY_HEADER,
+    idempotency_key_from,
+    order_id_from,
+    read_model,
+    read_query,
+)
 from microshop.common.models import Order, OrderCreate, OrderListQuery, OrderWithTransaction
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 from microshop.services.gateway.storefront import Storefront
-from microshop.services.orders.app import IDEMPOTENCY_HEADER
 
 
 class Gateway(Service):
@@ -85,7 +90,7 @@ class Gateway(Service):
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
         # With a key, a retry after a lost answer can never create a second order.
-        key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
+        key = idempotency_key_from(request) or uuid.uuid4().hex
         answer = await self.orders.request(
             "POST",
             "/orders",

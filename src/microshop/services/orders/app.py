@@ -22,7 +22,13 @@ from starlette.routing import BaseRoute
 from microshop.common.app import Service, create_app, relay
 from microshop.common.errors import Problem
 from microshop.common.http_client import DownstreamTimeout, DownstreamUnavailable
-from microshop.common.inputs import order_id_from, read_model, read_query
+from microshop.common.inputs import (
+    IDEMPOTENCY_HEADER,
+    idempotency_key_from,
+    order_id_from,
+    read_model,
+    read_query,
+)
 from microshop.common.models import (
     Order,
     OrderCreate,
@@ -34,7 +40,6 @@ from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_SWEEP_BACKOFF_SECONDS = 30.0
 SWEEP_TIMEOUT_FACTOR = 5
 """Nobody waits on a sweep, so a slow payment-service gets this many times the usual timeout."""
@@ -114,7 +119,7 @@ class OrderService(Service):
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
-        key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
+        key = idempotency_key_from(request) or uuid.uuid4().hex
         stored = await self.db.request(
             "POST",
             "/orders",
