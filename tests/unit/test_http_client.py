@@ -9,6 +9,7 @@ import pytest
 from microshop.common.http_client import DownstreamTimeout, DownstreamUnavailable, HttpSession
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.settings import Settings
+from microshop.common.tracing import Tracer
 
 
 class ClosingServer:
@@ -29,7 +30,9 @@ class ClosingServer:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpSession]:
-    session = HttpSession(Settings(request_timeout=0.3, retries=2), ServiceMetrics())
+    session = HttpSession(
+        Settings(request_timeout=0.3, retries=2), ServiceMetrics(), Tracer("test")
+    )
     await session.open()
     yield session
     await session.close()

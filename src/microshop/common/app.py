@@ -27,6 +27,7 @@ from microshop.common.middleware import (
 from microshop.common.openapi import build_openapi, docs_page
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
+from microshop.common.tracing import Tracer
 
 logger = logging.getLogger("microshop.app")
 
@@ -43,7 +44,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
-        self.http = HttpSession(settings, self.metrics)
+        self.tracer = Tracer(self.name)
+        self.http = HttpSession(settings, self.metrics, self.tracer)
         self.draining = False
 
     def routes(self) -> Sequence[BaseRoute]:
@@ -62,6 +64,7 @@ class Service:
 
     async def stop(self) -> None:
         await self.http.close()
+        self.tracer.close()
 
     async def check_ready(self) -> None:
         """Raises `Problem` when this service cannot do its job; by default it can."""
@@ -114,7 +117,10 @@ def create_app(service: Service) -> Starlette:
     settings = service.settings
     middleware = [
         Middleware(
-            RequestContextMiddleware, metrics=service.metrics, draining=lambda: service.draining
+            RequestContextMiddleware,
+            metrics=service.metrics,
+            tracer=service.tracer,
+            draining=lambda: service.draining,
         )
     ]
     if settings.internal_token is not None and not service.public:

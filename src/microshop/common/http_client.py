@@ -19,6 +19,7 @@ from microshop.common.errors import Problem
 from microshop.common.logs import request_id_var
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.settings import Settings
+from microshop.common.tracing import Tracer, current_span
 
 logger = logging.getLogger("microshop.http_client")
 
@@ -72,9 +73,10 @@ class DownstreamResponse:
 class HttpSession:
     """The process's single aiohttp session; opened at start-up, closed at shutdown."""
 
-    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics, tracer: Tracer) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracer = tracer
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -137,6 +139,21 @@ class ServiceClient:
         if data is not None:
             call_headers["Content-Type"] = "application/json"
         attempts = 1 + (self.retries if idempotent else 0)
+        span_name = f"{method} {self.target}"
+        with self.http.tracer.span(span_name, current_span.get(), "client") as span:
+            call_headers["traceparent"] = span.traceparent
+            return await self.send(method, path, data, params, call_headers, call_timeout, attempts)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+        attempts: int,
+    ) -> DownstreamResponse:
         metrics = self.http.metrics
         started = time.perf_counter()
         attempt = 0
@@ -148,8 +165,8 @@ class ServiceClient:
                     self.base_url + path,
                     data=data,
                     params=params,
-                    headers=call_headers,
-                    timeout=call_timeout,
+                    headers=headers,
+                    timeout=timeout,
                 ) as response:
                     body = await response.read()
                 metrics.downstream_calls.labels(self.target, str(response.status)).inc()
@@ -159,7 +176,7 @@ class ServiceClient:
                 return DownstreamResponse(response.status, response.headers, body)
             except TimeoutError:
                 metrics.downstream_calls.labels(self.target, "timeout").inc()
-                raise DownstreamTimeout(self.target, call_timeout.total or 0) from None
+                raise DownstreamTimeout(self.target, timeout.total or 0) from None
             except aiohttp.ClientError as error:
                 metrics.downstream_calls.labels(self.target, "unavailable").inc()
                 if attempt == attempts:

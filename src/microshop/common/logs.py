@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from microshop.common.settings import LogFormat
+from microshop.common.tracing import current_span
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -30,6 +31,9 @@ class JSONFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None) or request_id_var.get(),
             "message": record.getMessage(),
         }
+        span = current_span.get()
+        if span is not None:
+            entry["trace_id"] = span.trace_id
         for field in ACCESS_FIELDS:
             if hasattr(record, field):
                 entry[field] = getattr(record, field)

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from microshop.common.errors import Problem, problem_response
 from microshop.common.logs import request_id_var
 from microshop.common.metrics import ServiceMetrics
+from microshop.common.tracing import SpanContext, Tracer, parse_traceparent
 
 access_logger = logging.getLogger("microshop.access")
 
@@ -22,70 +23,80 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_REQUEST_ID_LENGTH = 200
 
 
-def incoming_request_id(scope: Scope) -> str:
+def incoming_context(scope: Scope) -> tuple[str, SpanContext | None]:
+    """The client's request id (or a new one) and the trace it continues, if any."""
+    request_id = None
+    parent = None
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1").strip()
             if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isprintable():
-                return text
-            break
-    return uuid.uuid4().hex
+                request_id = text
+        elif name == b"traceparent":
+            parent = parse_traceparent(value.decode("latin-1"))
+    return request_id or uuid.uuid4().hex, parent
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, draining: Callable[[], bool]) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, tracer: Tracer, draining: Callable[[], bool]
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracer = tracer
         self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = incoming_request_id(scope)
+        request_id, parent = incoming_context(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
-        encoded_id = request_id.encode("latin-1")
+        method = scope["method"]
+        path = scope["path"]
+        with self.tracer.span(f"{method} {path}", parent, "server") as span:
+            context_headers = [
+                (b"x-request-id", request_id.encode("latin-1")),
+                (b"traceparent", span.traceparent.encode()),
+            ]
 
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
-                if self.draining():
-                    # Clients drop this keep-alive connection instead of reusing it mid-shutdown.
-                    headers.append((b"connection", b"close"))
-                message["headers"] = headers
-            await send(message)
+            async def send_with_context(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = [*message.get("headers", ()), *context_headers]
+                    if self.draining():
+                        # Clients drop this keep-alive connection instead of reusing it.
+                        headers.append((b"connection", b"close"))
+                    message["headers"] = headers
+                await send(message)
 
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        finally:
-            self.metrics.in_flight.dec()
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(method, route_path, str(status)).inc()
-            self.metrics.request_seconds.labels(method, route_path).observe(elapsed)
-            path = scope["path"]
-            if path not in QUIET_PATHS or status >= 400:
-                access_logger.info(
-                    "%s %s %d %.1fms",
-                    method,
-                    path,
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
-            request_id_var.reset(token)
+            self.metrics.in_flight.inc()
+            try:
+                await self.app(scope, receive, send_with_context)
+            finally:
+                self.metrics.in_flight.dec()
+                elapsed = time.perf_counter() - started
+                route_path = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(method, route_path, str(status)).inc()
+                self.metrics.request_seconds.labels(method, route_path).observe(elapsed)
+                if path not in QUIET_PATHS or status >= 400:
+                    access_logger.info(
+                        "%s %s %d %.1fms",
+                        method,
+                        path,
+                        status,
+                        elapsed * 1000,
+                        extra={
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        },
+                    )
+                request_id_var.reset(token)
 
 
 class InternalAuthMiddleware:
