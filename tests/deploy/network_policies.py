@@ -1,0 +1,154 @@
+"""Which pods the rendered NetworkPolicies let talk to which, worked out offline.
+
+Follows the NetworkPolicy semantics: a connection needs the sender's egress and the receiver's
+ingress to allow it; a pod that no policy of a direction selects is open in that direction; rules of
+all policies selecting a pod add up. Peers are the rendered workloads, a client outside the
+cluster and the cluster's DNS (CoreDNS, labelled k8s-app=kube-dns in kube-system).
+"""
+
+from dataclasses import dataclass
+
+from tests.deploy.manifests import (
+    NAMESPACE,
+    WORKLOAD_KINDS,
+    Doc,
+    container_ports,
+    of_kind,
+    pod_labels,
+    selects,
+)
+
+Port = tuple[str | None, int, str]  # name, number, protocol
+
+EXPECTED_CONNECTIONS = frozenset(
+    {
+        ("outside", "api-gateway"),
+        ("api-gateway", "order-service"),
+        ("api-gateway", "payment-service"),
+        ("order-service", "payment-service"),
+        ("order-service", "db"),
+        ("payment-service", "db"),
+        ("db", "postgresql"),
+    }
+)
+"""Who may call whom in namespace shop; besides these, every pod may ask the cluster's DNS."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A pod, or (namespace None) a client outside the cluster."""
+
+    name: str
+    namespace: str | None
+    labels: tuple[tuple[str, str], ...]
+    ports: tuple[Port, ...]
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+OUTSIDE = Peer("outside", None, (), ())
+CLUSTER_DNS = Peer(
+    "cluster-dns", "kube-system", (("k8s-app", "kube-dns"),), ((None, 53, "UDP"), (None, 53, "TCP"))
+)
+
+
+def peers(docs: list[Doc]) -> list[Peer]:
+    found = []
+    for workload in of_kind(docs, *WORKLOAD_KINDS):
+        ports = tuple(
+            (port.get("name"), port["containerPort"], port.get("protocol", "TCP"))
+            for port in container_ports(workload)
+        )
+        labels = tuple(sorted(pod_labels(workload).items()))
+        found.append(Peer(workload["metadata"]["name"], NAMESPACE, labels, ports))
+    return found
+
+
+def peer_matches(rule_peer: Doc, policy_namespace: str, peer: Peer) -> bool:
+    """One entry of a rule's `from` or `to` against a peer."""
+    if "ipBlock" in rule_peer:
+        return peer.namespace is None or rule_peer["ipBlock"]["cidr"] in ("0.0.0.0/0", "::/0")
+    if peer.namespace is None:
+        return False
+    if "namespaceSelector" in rule_peer:
+        namespace_labels = {"kubernetes.io/metadata.name": peer.namespace}
+        if not selects(rule_peer["namespaceSelector"], namespace_labels):
+            return False
+    elif peer.namespace != policy_namespace:
+        return False
+    return "podSelector" not in rule_peer or selects(rule_peer["podSelector"], peer.label_map)
+
+
+def port_matches(rule: Doc, port: Port) -> bool:
+    if not rule.get("ports"):
+        return True
+    name, number, protocol = port
+    for allowed in rule["ports"]:
+        if allowed.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in allowed or allowed["port"] in (number, name):
+            return True
+    return False
+
+
+def side_allows(policies: list[Doc], pod: Peer, other: Peer, direction: str, port: Port) -> bool:
+    """Whether the policies selecting `pod` let it send to (Egress) or receive from (Ingress)
+    `other` on the receiver's `port`."""
+    if pod.namespace != NAMESPACE:
+        return True  # the shop's policies do not govern pods elsewhere
+    rules_field, peers_field = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    selecting = [
+        policy
+        for policy in policies
+        if direction in policy["spec"].get("policyTypes", ["Ingress"])
+        and selects(policy["spec"].get("podSelector") or {}, pod.label_map)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        namespace = policy["metadata"].get("namespace", NAMESPACE)
+        for rule in policy["spec"].get(rules_field) or []:
+            rule_peers = rule.get(peers_field)
+            if port_matches(rule, port) and (
+                not rule_peers or any(peer_matches(p, namespace, other) for p in rule_peers)
+            ):
+                return True
+    return False
+
+
+def allowed_connections(docs: list[Doc]) -> set[tuple[str, str]]:
+    """(sender, receiver) pairs the NetworkPolicies let through on some port of the receiver."""
+    policies = of_kind(docs, "NetworkPolicy")
+    pods = peers(docs)
+    allowed = set()
+    for sender in [OUTSIDE, *pods]:
+        for receiver in [*pods, CLUSTER_DNS]:
+            involves_the_shop = NAMESPACE in (sender.namespace, receiver.namespace)
+            if sender == receiver or not involves_the_shop:
+                continue
+            if any(
+                side_allows(policies, sender, receiver, "Egress", port)
+                and side_allows(policies, receiver, sender, "Ingress", port)
+                for port in receiver.ports
+            ):
+                allowed.add((sender.name, receiver.name))
+    return allowed
+
+
+def expected_connections(docs: list[Doc]) -> set[tuple[str, str]]:
+    """EXPECTED_CONNECTIONS among the workloads present, plus DNS for each of them."""
+    pods = {workload["metadata"]["name"] for workload in of_kind(docs, *WORKLOAD_KINDS)}
+    return {
+        (sender, receiver)
+        for sender, receiver in EXPECTED_CONNECTIONS
+        if receiver in pods and sender in pods | {"outside"}
+    } | {(pod, CLUSTER_DNS.name) for pod in pods}
+
+
+def network_problems(docs: list[Doc]) -> list[str]:
+    allowed, expected = allowed_connections(docs), expected_connections(docs)
+    return [f"missing {pair}" for pair in sorted(expected - allowed)] + [
+        f"unexpected {pair}" for pair in sorted(allowed - expected)
+    ]

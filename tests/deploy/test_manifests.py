@@ -1,0 +1,150 @@
+"""The manifests render, match the Kubernetes schemas, pass the policy scan and are wired right."""
+
+import pytest
+
+from tests.deploy.conftest import RENDERED
+from tests.deploy.manifests import (
+    DOCKERFILE,
+    EXAMPLE_PRODUCTION_SECRETS,
+    OVERLAYS,
+    Doc,
+    find,
+    hadolint,
+    of_kind,
+    out_of_band_secrets,
+    pod_spec,
+    require_tool,
+    schema_problems,
+    schema_versions,
+    wiring_problems,
+)
+from tests.deploy.network_policies import network_problems
+
+MICROSHOP_DEPLOYMENTS = ("api-gateway", "order-service", "payment-service", "db")
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_renders_objects_that_match_the_kubernetes_schemas(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    assert rendered[name], "nothing rendered"
+    assert schema_problems(rendered[name], schema_versions()) == []
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_passes_the_policy_scan(checkov_failures: dict[str, list[str]], name: str) -> None:
+    assert checkov_failures[name] == []
+
+
+def test_dockerfile_passes_hadolint_and_the_policy_scan(
+    checkov_failures: dict[str, list[str]],
+) -> None:
+    assert hadolint(DOCKERFILE) == []
+    assert checkov_failures["Dockerfile"] == []
+
+
+@pytest.mark.parametrize("name", RENDERED)
+def test_services_ports_addresses_probes_and_pods_are_wired(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    assert wiring_problems(rendered[name], out_of_band_secrets(name)) == []
+
+
+def test_every_service_has_a_deployment_and_only_the_gateway_is_public(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    for name in RENDERED:
+        docs = rendered[name]
+        for service in MICROSHOP_DEPLOYMENTS:
+            assert find(docs, "Deployment", service) is not None, (name, service)
+        types = {s["metadata"]["name"]: s["spec"].get("type") for s in of_kind(docs, "Service")}
+        public = {service for service, kind in types.items() if kind == "LoadBalancer"}
+        assert public == {"api-gateway"}, name
+        assert set(types.values()) <= {"LoadBalancer", "ClusterIP"}, name
+
+
+def test_local_overlay_runs_one_replica_of_the_local_image_with_sqlite_on_a_claim(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["local"]
+    for deployment in of_kind(docs, "Deployment"):
+        assert deployment["spec"]["replicas"] == 1
+        (container,) = pod_spec(deployment)["containers"]
+        assert container["image"] == "microshop:local"
+        assert container["imagePullPolicy"] == "IfNotPresent"
+    db = find(docs, "Deployment", "db")
+    assert db is not None
+    assert db["spec"]["strategy"]["type"] == "Recreate"
+    (data,) = [v for v in pod_spec(db)["volumes"] if v["name"] == "data"]
+    assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}
+    assert find(docs, "ConfigMap", "microshop-config")["data"]["MICROSHOP_STORAGE"] == "sqlite"
+
+
+def test_production_overlay_scales_spreads_and_protects_every_service(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["production"]
+    for service in MICROSHOP_DEPLOYMENTS:
+        deployment = find(docs, "Deployment", service)
+        assert deployment is not None
+        # The autoscaler owns the replica count; a count in the manifest would reset it on apply.
+        assert "replicas" not in deployment["spec"]
+        autoscaler = find(docs, "HorizontalPodAutoscaler", service)
+        assert autoscaler is not None and autoscaler["spec"]["minReplicas"] >= 3
+        assert autoscaler["spec"]["maxReplicas"] > autoscaler["spec"]["minReplicas"]
+        budget = find(docs, "PodDisruptionBudget", service)
+        assert budget is not None and budget["spec"]["maxUnavailable"] == 1
+        spread = pod_spec(deployment)["topologySpreadConstraints"]
+        keys = {constraint["topologyKey"] for constraint in spread}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    db = find(docs, "Deployment", "db")
+    environment = {variable["name"]: variable for variable in pod_spec(db)["containers"][0]["env"]}
+    assert environment["MICROSHOP_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "microshop-database",
+        "key": "MICROSHOP_DATABASE_URL",
+    }
+    postgresql = find(docs, "StatefulSet", "postgresql")
+    assert postgresql is not None and postgresql["spec"]["replicas"] == 1
+
+
+def test_production_keeps_no_credentials_in_the_repository(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    assert of_kind(rendered["production"], "Secret") == []
+    referenced = {
+        reference["secretKeyRef"]["name"]
+        for workload in of_kind(rendered["production"], "Deployment")
+        for container in pod_spec(workload)["containers"]
+        for variable in container.get("env", [])
+        if "secretKeyRef" in (reference := variable.get("valueFrom", {}))
+    }
+    assert referenced == set(EXAMPLE_PRODUCTION_SECRETS)
+
+
+def test_base_is_the_seed_compatible_shop_without_internal_authentication(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["base"]
+    assert of_kind(docs, "Secret") == []
+    assert of_kind(docs, "NetworkPolicy") == []
+    for deployment in of_kind(docs, "Deployment"):
+        for container in pod_spec(deployment)["containers"]:
+            names = {variable["name"] for variable in container.get("env", [])}
+            assert "MICROSHOP_INTERNAL_TOKEN" not in names
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_network_policies_allow_exactly_the_shops_calls_and_dns(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    assert network_problems(rendered[name]) == []
+
+
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-such-tool is not installed"):
+        require_tool("no-such-tool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-tool is not installed"):
+        require_tool("no-such-tool")

@@ -1,0 +1,82 @@
+"""The rendered manifests run the shop: every Deployment's container command and environment start
+as local processes (Services mapped to ports on 127.0.0.1) and an order goes through the gateway."""
+
+import secrets
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import RENDERED
+from tests.deploy.local_cluster import postgresql_binaries, run_locally
+from tests.deploy.manifests import Doc, of_kind, pod_spec
+
+ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
+# A call each internal service answers with 200 when it is allowed in.
+INTERNAL_CALLS = {"order-service": "/orders", "payment-service": "/transactions", "db": "/orders"}
+
+
+def production_secrets() -> dict[str, dict[str, str]]:
+    """The two Secrets docs/kubernetes.md has operators create, with fresh random values."""
+    password = secrets.token_hex(16)
+    return {
+        "microshop-internal-token": {"MICROSHOP_INTERNAL_TOKEN": secrets.token_hex(32)},
+        "microshop-database": {
+            "POSTGRES_USER": "microshop",
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_DB": "microshop",
+            "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql.shop:5432/microshop",
+        },
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", RENDERED)
+def test_rendered_deployments_run_the_shop_end_to_end(
+    rendered: dict[str, list[Doc]], name: str, tmp_path: Path
+) -> None:
+    docs = rendered[name]
+    external = production_secrets() if name == "production" else {}
+    binaries = postgresql_binaries()
+    if of_kind(docs, "StatefulSet") and binaries is None:
+        pytest.skip("PostgreSQL (initdb, postgres, psql) is not installed")
+
+    with run_locally(docs, tmp_path, external) as cluster:
+        gateway = f"http://127.0.0.1:{cluster.addresses[('api-gateway', 3000)]}"
+        with httpx.Client(base_url=gateway, timeout=10) as client:
+            placed = client.post("/orders", json=ORDER)
+            assert placed.status_code == 201, placed.text
+            order = placed.json()["order"]
+            assert order["status"] == "paid"
+            fetched = client.get(f"/orders/{order['id']}")
+            assert fetched.status_code == 200
+            assert fetched.json()["transaction"]["orderId"] == order["id"]
+
+        # Every probe of every pod answers 200 on the port it names.
+        for workload in of_kind(docs, "Deployment"):
+            pod = cluster.pods[workload["metadata"]["name"]]
+            (container,) = pod_spec(workload)["containers"]
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                path = container[probe]["httpGet"]["path"]
+                assert httpx.get(pod.url + path, timeout=5).status_code == 200, (pod.name, path)
+
+        # Internal services let in only the shop's own calls when a token is configured.
+        token = cluster.pods["db"].environment.get("MICROSHOP_INTERNAL_TOKEN")
+        assert (token is not None) == (name != "base")
+        for service, path in INTERNAL_CALLS.items():
+            url = cluster.pods[service].url + path
+            anonymous = httpx.get(url, timeout=5)
+            assert anonymous.status_code == (401 if token else 200), (service, anonymous.text)
+            if token:
+                allowed = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+                assert allowed.status_code == 200, (service, allowed.text)
+
+        database_url = cluster.pods["db"].environment.get("MICROSHOP_DATABASE_URL")
+        assert (database_url is not None) == (name == "production")
+        if database_url is not None and binaries is not None:
+            # The URL the db container gets reaches the PostgreSQL that the StatefulSet sets up.
+            query = [binaries["psql"], database_url, "--tuples-only", "--command", "SELECT 1"]
+            answer = subprocess.run(query, capture_output=True, text=True, timeout=30, check=False)
+            assert answer.stdout.strip() == "1", answer.stderr
