@@ -76,7 +76,9 @@ def test_rendered_deployments_run_the_shop_end_to_end(
         database_url = cluster.pods["db"].environment.get("MICROSHOP_DATABASE_URL")
         assert (database_url is not None) == (name == "production")
         if database_url is not None and binaries is not None:
-            # The URL the db container gets reaches the PostgreSQL that the StatefulSet sets up.
-            query = [binaries["psql"], database_url, "--tuples-only", "--command", "SELECT 1"]
+            # The URL the db container gets reaches the PostgreSQL that the StatefulSet sets up,
+            # and the order placed above is kept there.
+            select = f"SELECT count(*) FROM orders WHERE id = {int(order['id'])}"
+            query = [binaries["psql"], database_url, "--tuples-only", "--command", select]
             answer = subprocess.run(query, capture_output=True, text=True, timeout=30, check=False)
             assert answer.stdout.strip() == "1", answer.stderr
