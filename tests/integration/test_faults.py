@@ -136,10 +136,12 @@ def test_two_order_services_settle_one_backlog_without_double_charges(tmp_path: 
         assert {response.status_code for response in backlog} == {202}
 
         second = start_service("order-service", tmp_path, wiring)
-        payments = start_service(
-            "payment-service", tmp_path, {"MICROSHOP_DB_SERVICE_URL": db.url}, port=payment_port
+        started.append(second)
+        started.append(
+            start_service(
+                "payment-service", tmp_path, {"MICROSHOP_DB_SERVICE_URL": db.url}, port=payment_port
+            )
         )
-        started += [second, payments]
 
         deadline = time.monotonic() + 60
         while any(order["status"] == "pending" for order in all_pages(db.url + "/orders", {})):

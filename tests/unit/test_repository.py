@@ -9,12 +9,12 @@ import pytest
 
 from microshop.common.models import OrderCreate, OrderListQuery, OrderStatus
 from microshop.common.settings import Settings, Storage
-from microshop.services.db.database import engine_for
 from microshop.services.db.repository import (
     AmountMismatch,
     IdempotencyKeyReused,
     OrderNotFound,
     Repository,
+    open_repository,
 )
 from tests.postgres import PostgresServer
 
@@ -28,7 +28,7 @@ async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         settings = Settings(database_url=postgres.create_database())
     else:
         settings = Settings(storage=request.param, data_dir=tmp_path)
-    repository = Repository(engine_for(settings))
+    repository = open_repository(settings)
     await repository.migrate()
     yield repository
     await repository.close()

@@ -80,7 +80,11 @@ class HttpSession:
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=10)
+        # The threaded resolver, even where aiodns is installed: its pycares thread costs CPU
+        # in every process, and kube-dns names resolve fine through the system resolver.
+        connector = aiohttp.TCPConnector(
+            limit=256, keepalive_timeout=30, ttl_dns_cache=10, resolver=aiohttp.ThreadedResolver()
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, json_serialize=lambda value: orjson.dumps(value).decode()
         )

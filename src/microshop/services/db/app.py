@@ -30,13 +30,12 @@ from microshop.common.models import (
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
-from microshop.services.db.database import engine_for
 from microshop.services.db.repository import (
     AmountMismatch,
     IdempotencyKeyReused,
     OrderNotFound,
-    Repository,
     StorageUnavailable,
+    open_repository,
 )
 
 
@@ -59,7 +58,7 @@ class DbService(Service):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.repository = Repository(engine_for(settings))
+        self.repository = open_repository(settings)
 
     async def start(self) -> None:
         await super().start()

@@ -1,21 +1,14 @@
-"""The storage interface of the db service, in SQLAlchemy Core.
+"""The storage interface of the db service, and what its two implementations share.
 
-One repository serves every backend (a sqlite file, sqlite in memory, PostgreSQL). Paying an order
-is one database transaction that records the payment and settles the order; the unique `order_id`
-makes a second payment for the same order impossible, whichever replica asks.
+`SqliteRepository` (a file, or memory) and `PostgresRepository` answer the same calls with the same
+rules: paying an order is one database transaction that records the payment and settles the order,
+and the unique `order_id` makes a second payment for the same order impossible.
 """
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import Any, Protocol
 
 from microshop.common.models import (
     ListQuery,
@@ -28,8 +21,7 @@ from microshop.common.models import (
     price_to_json,
     to_cents,
 )
-from microshop.services.db.database import migrate
-from microshop.services.db.tables import orders, transactions
+from microshop.common.settings import Settings, Storage
 
 logger = logging.getLogger("microshop.db")
 
@@ -38,19 +30,6 @@ SUCCESS_BY_STATUS = {OrderStatus.PAID: True, OrderStatus.DECLINED: False, OrderS
 
 class StorageUnavailable(Exception):
     """The database cannot be reached or did not answer in time."""
-
-
-@contextmanager
-def storage_errors() -> Iterator[None]:
-    """Driver failures (refused, reset, timed out) become `StorageUnavailable`."""
-    try:
-        yield
-    except (OperationalError, InterfaceError, OSError, TimeoutError) as error:
-        raise StorageUnavailable(str(error).splitlines()[0]) from error
-    except DBAPIError as error:
-        if error.connection_invalidated:
-            raise StorageUnavailable(str(error).splitlines()[0]) from error
-        raise
 
 
 class OrderNotFound(Exception):
@@ -78,7 +57,13 @@ def fingerprint(order: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_from_row(row: RowMapping) -> Order:
+class Row(Protocol):
+    """A database row by column name: SQLAlchemy's mapping rows and sqlite3.Row alike."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def order_from_row(row: Row) -> Order:
     status = OrderStatus(row["status"])
     return {
         "id": row["id"],
@@ -90,7 +75,7 @@ def order_from_row(row: RowMapping) -> Order:
     }
 
 
-def transaction_from_row(row: RowMapping) -> Transaction:
+def transaction_from_row(row: Row) -> Transaction:
     return {
         "id": row["id"],
         "orderId": row["order_id"],
@@ -99,184 +84,39 @@ def transaction_from_row(row: RowMapping) -> Transaction:
     }
 
 
-class Repository:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+class Repository(Protocol):
+    async def migrate(self) -> None: ...
 
-    async def migrate(self) -> None:
-        with storage_errors():
-            await migrate(self.engine)
+    async def close(self) -> None: ...
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        with storage_errors():
-            async with self.engine.connect() as connection:
-                yield connection
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A connection inside one database transaction, committed when the block ends."""
-        async with self.reading() as connection, connection.begin():
-            yield connection
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-    async def ping(self) -> None:
-        async with self.reading() as connection:
-            await connection.execute(text("SELECT 1"))
+    async def ping(self) -> None: ...
 
     async def create_order(self, order: OrderCreate, idempotency_key: str | None) -> Created:
         """Stores a pending order; with a known key, returns the order stored the first time."""
-        order_fingerprint = fingerprint(order) if idempotency_key else None
-        values = {
-            "item": order.item,
-            "price_cents": to_cents(order.price),
-            "customer": order.customer,
-            "status": OrderStatus.PENDING.value,
-            "idempotency_key": idempotency_key,
-            "request_fingerprint": order_fingerprint,
-        }
-        try:
-            async with self.writing() as connection:
-                if idempotency_key:
-                    existing = await self._order_by_key(
-                        connection, idempotency_key, order_fingerprint
-                    )
-                    if existing is not None:
-                        return Created(existing, created=False)
-                result = await connection.execute(insert(orders).values(values).returning(orders))
-                return Created(
-                    OrderWithTransaction(
-                        order=order_from_row(result.mappings().one()), transaction=None
-                    ),
-                    created=True,
-                )
-        except IntegrityError:
-            if not idempotency_key:
-                raise
-        async with self.reading() as connection:
-            existing = await self._order_by_key(connection, idempotency_key, order_fingerprint)
-        if existing is None:
-            raise RuntimeError("order with this idempotency key vanished")
-        return Created(existing, created=False)
 
-    async def _order_by_key(
-        self, connection: AsyncConnection, key: str, expected_fingerprint: str | None
-    ) -> OrderWithTransaction | None:
-        row = (
-            (await connection.execute(select(orders).where(orders.c.idempotency_key == key)))
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        if row["request_fingerprint"] != expected_fingerprint:
-            raise IdempotencyKeyReused(key)
-        return await self._with_transaction(connection, row)
+    async def get_order(self, order_id: int) -> OrderWithTransaction: ...
 
-    async def _with_transaction(
-        self, connection: AsyncConnection, row: RowMapping
-    ) -> OrderWithTransaction:
-        transaction_row = (
-            (
-                await connection.execute(
-                    select(transactions).where(transactions.c.order_id == row["id"])
-                )
-            )
-            .mappings()
-            .first()
-        )
-        transaction = None if transaction_row is None else transaction_from_row(transaction_row)
-        return {"order": order_from_row(row), "transaction": transaction}
+    async def list_orders(self, query: OrderListQuery) -> list[Order]: ...
 
-    async def get_order(self, order_id: int) -> OrderWithTransaction:
-        async with self.reading() as connection:
-            row = (
-                (await connection.execute(select(orders).where(orders.c.id == order_id)))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise OrderNotFound(order_id)
-            return await self._with_transaction(connection, row)
-
-    async def list_orders(self, query: OrderListQuery) -> list[Order]:
-        statement = select(orders).where(orders.c.id > query.after)
-        if query.status is not None:
-            statement = statement.where(orders.c.status == query.status.value)
-        if query.customer is not None:
-            statement = statement.where(orders.c.customer == query.customer)
-        statement = statement.order_by(orders.c.id).limit(query.limit)
-        async with self.reading() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
-        return [order_from_row(row) for row in rows]
-
-    async def list_transactions(self, query: ListQuery) -> list[Transaction]:
-        statement = (
-            select(transactions)
-            .where(transactions.c.id > query.after)
-            .order_by(transactions.c.id)
-            .limit(query.limit)
-        )
-        async with self.reading() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
-        return [transaction_from_row(row) for row in rows]
+    async def list_transactions(self, query: ListQuery) -> list[Transaction]: ...
 
     async def record_transaction(
         self, order_id: int, success: bool, amount_cents: int | None
     ) -> Created:
-        """Records the payment and settles the order in one database transaction, at most once.
+        """Records the payment and settles its order at most once; a repeat returns the first."""
 
-        A repeated request for an order that already has a transaction returns that transaction.
-        """
-        try:
-            async with self.writing() as connection:
-                existing = await self._transaction_for(connection, order_id)
-                if existing is not None:
-                    return Created(existing, created=False)
-                price_cents = (
-                    await connection.execute(
-                        select(orders.c.price_cents).where(orders.c.id == order_id)
-                    )
-                ).scalar()
-                if price_cents is None:
-                    raise OrderNotFound(order_id)
-                if amount_cents is not None and amount_cents != price_cents:
-                    raise AmountMismatch(order_id)
-                row = (
-                    (
-                        await connection.execute(
-                            insert(transactions)
-                            .values(order_id=order_id, success=success, amount_cents=price_cents)
-                            .returning(transactions)
-                        )
-                    )
-                    .mappings()
-                    .one()
-                )
-                status = OrderStatus.PAID if success else OrderStatus.DECLINED
-                await connection.execute(
-                    update(orders).where(orders.c.id == order_id).values(status=status.value)
-                )
-                return Created(transaction_from_row(row), created=True)
-        except IntegrityError:
-            async with self.reading() as connection:
-                existing = await self._transaction_for(connection, order_id)
-            if existing is None:
-                raise
-            return Created(existing, created=False)
 
-    async def _transaction_for(
-        self, connection: AsyncConnection, order_id: int
-    ) -> Transaction | None:
-        row = (
-            (
-                await connection.execute(
-                    select(transactions).where(transactions.c.order_id == order_id)
-                )
-            )
-            .mappings()
-            .first()
-        )
-        return None if row is None else transaction_from_row(row)
+def open_repository(settings: Settings) -> Repository:
+    # Imported here so that each process loads only the driver it uses.
+    if settings.storage is Storage.POSTGRESQL:
+        from microshop.services.db.database import engine_for
+        from microshop.services.db.postgresql import PostgresRepository
+
+        return PostgresRepository(engine_for(settings))
+    from microshop.services.db.sqlite import SqliteRepository
+
+    if settings.storage is Storage.MEMORY:
+        logger.warning("memory storage: every order is lost when the db service stops")
+        return SqliteRepository(None)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteRepository(settings.data_dir / "microshop.sqlite3")
