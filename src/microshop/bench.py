@@ -8,6 +8,7 @@ import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import aiohttp
 import orjson
@@ -58,6 +59,7 @@ async def place_orders(
     keep_going: "Budget",
     progress: Progress,
     task: TaskID,
+    strict: bool,
 ) -> None:
     headers = {"Content-Type": "application/json"}
     while keep_going.take():
@@ -72,10 +74,19 @@ async def place_orders(
         finally:
             progress.advance(task)
         recorder.latencies.append(time.perf_counter() - started)
-        if status in ACKNOWLEDGED:
-            recorder.acknowledged_ids.add(orjson.loads(answer)["order"]["id"])
+        if status in ACKNOWLEDGED or (status == 200 and not strict):
+            recorder.acknowledged_ids.add(placed_order_id(orjson.loads(answer)))
         else:
             recorder.error(f"HTTP {status}")
+
+
+def placed_order_id(answer: dict[str, Any]) -> int:
+    """The order's id; the seed answered with the transaction only, which names it too."""
+    if "order" in answer:
+        order_id: int = answer["order"]["id"]
+    else:
+        order_id = answer["transaction"]["orderId"]
+    return order_id
 
 
 class Budget:
@@ -116,7 +127,10 @@ async def run_bench(
     requests: int | None,
     duration: float | None,
     progress: Progress,
+    verify: bool = True,
 ) -> BenchResult:
+    """With `verify`, every acknowledged order must be listed afterwards (and answered 201/202);
+    without, for systems that cannot list them all (the seed's broke at about 1,100 orders)."""
     url = url.rstrip("/")
     customer = f"bench-{uuid.uuid4().hex[:12]}"
     body = orjson.dumps({"item": "t-shirt", "price": 100, "customer": customer})
@@ -130,15 +144,17 @@ async def run_bench(
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                place_orders(session, url, body, recorder, budget, progress, task)
+                place_orders(session, url, body, recorder, budget, progress, task, strict=verify)
                 for _ in range(concurrency)
             )
         )
         seconds = time.perf_counter() - started
         progress.update(task, total=progress.tasks[task].completed)
-        read_back = progress.add_task("reading every order back", total=None)
-        found = await listed_ids(session, url, customer)
-        progress.update(read_back, total=1, completed=1)
+        found = recorder.acknowledged_ids
+        if verify:
+            read_back = progress.add_task("reading every order back", total=None)
+            found = await listed_ids(session, url, customer)
+            progress.update(read_back, total=1, completed=1)
     latencies = sorted(value * 1000 for value in recorder.latencies)
     placed = len(recorder.latencies) + sum(recorder.errors.values())
     return BenchResult(
