@@ -149,7 +149,7 @@ def bench_command(
 ANSI_COLORS = {"cyan": 36, "magenta": 35, "yellow": 33, "green": 32}
 
 
-def service_line_printer() -> Callable[[str, str], None]:
+def service_line_printer() -> Callable[[str, list[str]], None]:
     """Writes each service's lines behind its name; colored on a terminal. Plain writes, not
     Rich: under load the four services log thousands of lines a second through here."""
     colored = console.is_terminal
@@ -161,11 +161,12 @@ def service_line_printer() -> Callable[[str, str], None]:
         )
     out = sys.stdout
 
-    def print_line(service: str, line: str) -> None:
-        out.write(prefixes.get(service, f"{service} | ") + line + "\n")
+    def print_lines(service: str, lines: list[str]) -> None:
+        prefix = prefixes.get(service, f"{service} | ")
+        out.write("".join(f"{prefix}{line}\n" for line in lines))
         out.flush()
 
-    return print_line
+    return print_lines
 
 
 @app.command("up")

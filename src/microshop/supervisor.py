@@ -34,7 +34,9 @@ URL_SETTINGS = {
     "db": "MICROSHOP_DB_SERVICE_URL",
 }
 
-OutputSink = Callable[[str, str], None]
+OutputSink = Callable[[str, list[str]], None]
+"""Receives a service's name and the lines it printed."""
+OUTPUT_CHUNK_BYTES = 64 * 1024
 
 
 class StartError(Exception):
@@ -120,11 +122,18 @@ class Supervisor:
     async def pump_output(
         self, managed: ManagedProcess, process: asyncio.subprocess.Process
     ) -> None:
+        """Relays a service's lines as they come, a chunk at a time (a busy shop logs thousands)."""
         assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
+        partial = b""
+        while chunk := await process.stdout.read(OUTPUT_CHUNK_BYTES):
+            *complete, partial = (partial + chunk).split(b"\n")
+            lines = [line.decode(errors="replace").rstrip() for line in complete]
+            managed.output_tail.extend(lines)
+            self.output(managed.spec.name, lines)
+        if partial:
+            line = partial.decode(errors="replace")
             managed.output_tail.append(line)
-            self.output(managed.spec.name, line)
+            self.output(managed.spec.name, [line])
 
     async def wait_ready(self, managed: ManagedProcess, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -182,7 +191,7 @@ class Supervisor:
                 return
             if time.monotonic() - managed.started_at > STABLE_AFTER_SECONDS:
                 delay = FIRST_RESTART_DELAY_SECONDS
-            self.output(managed.spec.name, f"exited with code {code}; restarting in {delay:g} s")
+            self.output(managed.spec.name, [f"exited with code {code}; restarting in {delay:g} s"])
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY_SECONDS)
             managed.restarts += 1
@@ -204,7 +213,7 @@ class Supervisor:
         try:
             await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
         except TimeoutError:
-            self.output(managed.spec.name, "did not stop in time; killing it")
+            self.output(managed.spec.name, ["did not stop in time; killing it"])
             process.kill()
             await process.wait()
         if managed.pump is not None:

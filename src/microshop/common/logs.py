@@ -1,11 +1,12 @@
 """Logs: one JSON object per line for machines, colored lines when a person watches a terminal."""
 
+import asyncio
 import logging
 import sys
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -63,16 +64,66 @@ class ConsoleFormatter(logging.Formatter):
         return f"{clock} {level} {message}"
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines logged during one turn of the event loop together, within 50 ms.
+
+    One write per line was a fifth of a busy service's time (a system call each); lines logged
+    outside the event loop, and every error, are written at once.
+    """
+
+    DELAY_SECONDS = 0.05
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.pending: list[str] = []
+        self.scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self.pending.append(line)
+        if record.levelno >= logging.ERROR:
+            self.flush()
+            return
+        if not self.scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self.scheduled = True
+            loop.call_later(self.DELAY_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self.scheduled = False
+            if self.pending:
+                self.stream.write("".join(self.pending))
+                self.pending.clear()
+                self.stream.flush()
+        finally:
+            self.release()
+
+
 def configure_logging(service: str, log_format: LogFormat, level: str) -> None:
     if log_format is LogFormat.AUTO:
         log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     if log_format is LogFormat.JSON:
         handler.setFormatter(JSONFormatter(service))
     else:
         handler.setFormatter(
             ConsoleFormatter(color=sys.stderr.isatty() or log_format is LogFormat.CONSOLE)
         )
+    # Skip what no line of ours prints: caller lookup, thread and process names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -5,7 +5,6 @@ import hmac
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -14,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from microshop.common.errors import Problem, problem_response
 from microshop.common.logs import request_id_var
 from microshop.common.metrics import ServiceMetrics
-from microshop.common.tracing import SpanContext, Tracer, parse_traceparent
+from microshop.common.tracing import SpanContext, Tracer, parse_traceparent, random_hex
 
 access_logger = logging.getLogger("microshop.access")
 
@@ -34,7 +33,7 @@ def incoming_context(scope: Scope) -> tuple[str, SpanContext | None]:
                 request_id = text
         elif name == b"traceparent":
             parent = parse_traceparent(value.decode("latin-1"))
-    return request_id or uuid.uuid4().hex, parent
+    return request_id or random_hex(128), parent
 
 
 class RequestContextMiddleware:
@@ -80,8 +79,7 @@ class RequestContextMiddleware:
                 self.metrics.in_flight.dec()
                 elapsed = time.perf_counter() - started
                 route_path = getattr(scope.get("route"), "path", "unmatched")
-                self.metrics.requests.labels(method, route_path, str(status)).inc()
-                self.metrics.request_seconds.labels(method, route_path).observe(elapsed)
+                self.metrics.observe_request(method, route_path, status, elapsed)
                 if path not in QUIET_PATHS or status >= 400:
                     access_logger.info(
                         "%s %s %d %.1fms",

@@ -8,7 +8,7 @@ OpenTelemetry code is imported at all.
 
 import logging
 import os
-import secrets
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +29,11 @@ class SpanContext:
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+def random_hex(bits: int) -> str:
+    """A random, never-zero id. Not a secret: no system call to the kernel's generator for it."""
+    return f"{random.getrandbits(bits) | 1:0{bits // 4}x}"
 
 
 current_span: ContextVar[SpanContext | None] = ContextVar("current_span", default=None)
@@ -71,10 +76,8 @@ class Tracer:
     @contextmanager
     def span(self, name: str, parent: SpanContext | None, kind: str) -> Iterator[SpanContext]:
         if self.exporter is None:
-            trace_id = parent.trace_id if parent else secrets.token_hex(16)
-            context = SpanContext(
-                trace_id, secrets.token_hex(8), parent.sampled if parent else True
-            )
+            trace_id = parent.trace_id if parent else random_hex(128)
+            context = SpanContext(trace_id, random_hex(64), parent.sampled if parent else True)
             token = current_span.set(context)
             try:
                 yield context
