@@ -15,6 +15,7 @@ from rich.table import Table
 from microshop import __version__
 from microshop.bench import progress_bar, run_bench
 from microshop.common.settings import ConfigurationError, Storage, load_settings
+from microshop.sandbox.cli import sandbox_app
 from microshop.server import resolve, serve
 from microshop.services import SERVICES
 from microshop.services.db.repository import StorageUnavailable, open_repository
@@ -80,6 +81,7 @@ def serve_command(
 
 db_app = typer.Typer(help="The db service's storage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 @db_app.command("migrate")

@@ -1,0 +1,77 @@
+"""Sandboxes: whole shops created on demand, tested, and torn down.
+
+A sandbox is the four services with their own ports, data and logs (local backend), or their own
+namespace (kubernetes backend), so that a change to one service is tested with the rest of the
+system around it and nothing leaks between test runs. `microshop sandbox ...` drives them.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class SandboxError(Exception):
+    """Something a person can act on; the message says what and, when known, what to do."""
+
+
+class Backend(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+class Database(StrEnum):
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+    POSTGRESQL = "postgresql"
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """What `sandbox create` was asked for; each backend uses the parts that apply to it."""
+
+    database: Database | None = None
+    """None: sqlite locally, whatever the manifests say on Kubernetes."""
+    database_url: str | None = None
+    base_port: int | None = None
+    """Local: the gateway's port (the others follow); Kubernetes: the port-forward's."""
+    manifests: Path | None = None
+    timeout: float = 120.0
+
+
+class Health(StrEnum):
+    READY = "ready"
+    """Every service answers /readyz."""
+    STARTING = "starting"
+    """`sandbox create` is still bringing it up."""
+    UNHEALTHY = "unhealthy"
+    """Its processes run, but some service is not ready."""
+    DEAD = "dead"
+    """Its processes died or its creation was interrupted; `sandbox delete` cleans it up."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    ready: bool
+    url: str | None = None
+    pid: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    name: str
+    backend: str
+    health: Health
+    gateway_url: str | None
+    services: list[ServiceStatus] = field(default_factory=list)
+    problem: str | None = None
+
+
+class Reporter(Protocol):
+    """Told about each step of a long operation, so the command line can show progress."""
+
+    def begin(self, step: str) -> None: ...
+
+    def finish(self, step: str) -> None: ...

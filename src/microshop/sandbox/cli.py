@@ -1,0 +1,309 @@
+"""`microshop sandbox ...`: create a whole shop, run tests against it, delete it."""
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from microshop.sandbox import (
+    Backend,
+    CreateOptions,
+    Database,
+    Health,
+    SandboxError,
+    SandboxStatus,
+    lifecycle,
+)
+from microshop.sandbox.state import every_sandbox, find, new_name
+from microshop.services import SERVICES
+
+sandbox_app = typer.Typer(
+    help="Whole shops on demand: create one, run tests against it, delete it.",
+    no_args_is_help=True,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+HEALTH_COLORS = {
+    Health.READY: "green",
+    Health.STARTING: "yellow",
+    Health.UNHEALTHY: "yellow",
+    Health.DEAD: "red",
+}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class ProgressReporter:
+    """Shows each step of `create` as a spinner that turns into a tick."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def begin(self, step: str) -> None:
+        self.tasks[step] = self.progress.add_task(step, total=1)
+
+    def finish(self, step: str) -> None:
+        self.progress.update(self.tasks[step], completed=1)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP interrupt like ^C does, so a killed `create` still cleans up."""
+
+    def interrupt(signal_number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {
+        number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@sandbox_app.command("create")
+def create_command(
+    name: Annotated[str | None, typer.Argument(help="Default: sb-<random>.")] = None,
+    backend: Annotated[Backend, typer.Option(help="Where the sandbox runs.")] = Backend.LOCAL,
+    database: Annotated[
+        Database | None,
+        typer.Option(
+            help="Local default: sqlite. Kubernetes default: what the manifests use.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="postgresql://... for --database postgresql (local); "
+            "default: $MICROSHOP_DATABASE_URL."
+        ),
+    ] = None,
+    base_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Local: the gateway's port (others follow). Kubernetes: the port-forward's. "
+            "Default: free ones.",
+            min=1,
+            max=65530,
+        ),
+    ] = None,
+    manifests: Annotated[
+        Path | None,
+        typer.Option(
+            help="Kubernetes: the Kustomize directory. Default: deploy/k8s/overlays/local.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every service to be ready.", min=1)
+    ] = 120.0,
+) -> None:
+    """Create a sandbox and return once every service in it is ready (or fail, leaving nothing)."""
+    if database_url is not None:
+        if database not in (None, Database.POSTGRESQL):
+            fail("--database-url goes with --database postgresql", code=2)
+        database = Database.POSTGRESQL
+    if backend is Backend.LOCAL:
+        if manifests is not None:
+            fail("--manifests is for --backend kubernetes", code=2)
+        database = database or Database.SQLITE
+    elif database_url is not None:
+        fail("--database-url is for --backend local; on Kubernetes the manifests say", code=2)
+    sandbox_name = name or new_name()
+    options = CreateOptions(database, database_url, base_port, manifests, timeout)
+    started = time.monotonic()
+    try:
+        with (
+            signals_interrupt(),
+            Progress(
+                SpinnerColumn(finished_text="[green]✓[/]"),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=error_console,
+            ) as progress,
+        ):
+            error_console.print(f"creating sandbox [bold]{sandbox_name}[/] ({backend})")
+            sandbox = lifecycle.create(sandbox_name, backend, options, ProgressReporter(progress))
+    except lifecycle.CleanupError as error:
+        fail(str(error))
+    except SandboxError as error:
+        fail(f"{error}\nsandbox {sandbox_name} was not created; nothing was left behind")
+    except KeyboardInterrupt:
+        fail(f"interrupted; sandbox {sandbox_name} was deleted", code=130)
+    console.print(
+        f"sandbox [bold]{sandbox.name}[/] is ready in {time.monotonic() - started:.1f} s: "
+        f"{sandbox.gateway_url}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    error_console.print(
+        f"  run tests in it: microshop sandbox exec {sandbox.name} -- pytest tests/e2e\n"
+        f"  delete it:       microshop sandbox delete {sandbox.name}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def health_text(sandbox: SandboxStatus) -> str:
+    return f"[{HEALTH_COLORS[sandbox.health]}]{sandbox.health}[/]"
+
+
+def age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@sandbox_app.command("list")
+def list_command() -> None:
+    """Every sandbox, with whether it is still healthy."""
+    directories = every_sandbox()
+    if not directories:
+        console.print("no sandboxes")
+        return
+    table = Table("name", "backend", "status", "gateway", "database", "age", "problem")
+    for column in table.columns[:-1]:
+        column.no_wrap = True
+    for directory in directories:
+        sandbox = lifecycle.status(directory)
+        record = directory.load()
+        table.add_row(
+            sandbox.name,
+            sandbox.backend,
+            health_text(sandbox),
+            sandbox.gateway_url or "",
+            str(record.database or "") if record else "",
+            age(time.time() - record.created_at) if record else "",
+            escape(sandbox.problem or ""),
+        )
+    console.print(table)
+
+
+@sandbox_app.command("status")
+def status_command(name: str) -> None:
+    """One sandbox's services; exits 1 unless every one is ready."""
+    try:
+        sandbox = lifecycle.status(find(name))
+    except SandboxError as error:
+        fail(str(error))
+    console.print(
+        f"sandbox [bold]{sandbox.name}[/] ({sandbox.backend}) is {health_text(sandbox)}"
+        + (f": {escape(sandbox.problem)}" if sandbox.problem else ""),
+        highlight=False,
+    )
+    if sandbox.gateway_url:
+        console.print(f"gateway: {sandbox.gateway_url}", highlight=False)
+    if sandbox.services:
+        table = Table("service", "status", "pid", "url")
+        for service in sandbox.services:
+            color = "green" if service.ready else "red"
+            table.add_row(
+                service.name,
+                f"[{color}]{service.detail}[/]",
+                str(service.pid or ""),
+                service.url or "",
+            )
+        console.print(table)
+    if sandbox.health is not Health.READY:
+        raise typer.Exit(1)
+
+
+@sandbox_app.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def exec_command(
+    name: str,
+    command: Annotated[list[str], typer.Argument(help="The command, after `--`.")],
+) -> None:
+    """Run a command with MICROSHOP_GATEWAY_URL and the other URLs of the sandbox set."""
+    if command and command[0] == "--":  # Click keeps it once it stops reading options
+        command = command[1:]
+    if not command:
+        fail("no command given: microshop sandbox exec NAME -- COMMAND...", code=2)
+    try:
+        environment = lifecycle.environment(find(name))
+    except SandboxError as error:
+        fail(str(error))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, {**os.environ, **environment})
+    except OSError as error:
+        fail(f"cannot run {command[0]}: {error.strerror}", code=127)
+
+
+@sandbox_app.command("logs")
+def logs_command(
+    name: str,
+    service: Annotated[str | None, typer.Argument(help="One service; default: all.")] = None,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines.", min=0)] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """What the sandbox's services printed; one service's lines without their prefix."""
+    if service is not None and service not in SERVICES:
+        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", code=2)
+    try:
+        lines = lifecycle.logs(find(name), service, tail, follow)
+        with contextlib.suppress(KeyboardInterrupt):
+            for line in lines:
+                sys.stdout.write(line + "\n")
+                if follow:
+                    sys.stdout.flush()
+    except SandboxError as error:
+        fail(str(error))
+    except BrokenPipeError:  # `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@sandbox_app.command("delete")
+def delete_command(
+    name: Annotated[str | None, typer.Argument(help="The sandbox to delete.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Delete every sandbox.")] = False,
+) -> None:
+    """Stop everything a sandbox runs and forget it; dead or half-created ones too."""
+    if (name is None) == (not every):
+        fail("name one sandbox, or pass --all", code=2)
+    try:
+        directories = every_sandbox() if every else [find(name or "")]
+    except SandboxError as error:
+        fail(str(error))
+    failures = 0
+    for directory in directories:
+        try:
+            with error_console.status(f"deleting {directory.name}"):
+                warnings = lifecycle.delete(directory)
+        except SandboxError as error:
+            failures += 1
+            error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            continue
+        for warning in warnings:
+            error_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print(f"deleted sandbox {directory.name}", highlight=False)
+    if every and not directories:
+        console.print("no sandboxes")
+    if failures:
+        raise typer.Exit(1)
