@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run_cli(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -31,3 +32,19 @@ def test_unknown_service_is_refused() -> None:
     result = run_cli("serve", "cart")
     assert result.returncode == 2
     assert "unknown service" in result.stderr
+
+
+def test_a_sqlite_db_service_never_loads_sqlalchemy(tmp_path: Path) -> None:
+    """Migrations run in their own short process: the server stays 30 MB smaller."""
+    program = (
+        "import asyncio, sys; from microshop.common.settings import Settings;"
+        "from microshop.services.db.repository import open_repository;"
+        f"repository = open_repository(Settings(data_dir={str(tmp_path)!r}));"
+        "asyncio.run(repository.migrate()); import microshop.cli;"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'sqlalchemy', 'alembic'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "microshop.sqlite3").exists()

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, text
 
 from microshop.common.settings import Settings
-from microshop.services.db.database import engine_for, migrate
-from microshop.services.db.repository import open_repository
+from microshop.services.db.database import MIGRATIONS, engine_for, migrate
+from microshop.services.db.repository import SCHEMA_REVISION, open_repository
 from microshop.services.db.tables import metadata
 from tests.postgres import PostgresServer
 
@@ -51,3 +52,8 @@ async def test_sqlite_schema_matches_the_tables(tmp_path: Path) -> None:
 async def test_postgresql_replicas_starting_together_migrate_once(postgres: PostgresServer) -> None:
     settings = Settings(database_url=postgres.create_database())
     assert await migrated_differences(settings, replicas=4) == []
+
+
+def test_the_code_expects_the_newest_migration() -> None:
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    assert scripts.get_current_head() == SCHEMA_REVISION

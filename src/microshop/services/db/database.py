@@ -4,12 +4,15 @@ Migrations run at start-up and by `microshop db migrate`; on PostgreSQL they run
 lock, so replicas that start together migrate once.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from microshop.common.settings import Settings
 
@@ -39,6 +42,14 @@ def engine_for(settings: Settings) -> AsyncEngine:
             "server_settings": {"application_name": "microshop-db"},
         },
     )
+
+
+def upgrade_sqlite(connect: Callable[[], Any]) -> None:
+    """Migrates the SQLite database that `connect` opens (a file, or an open connection)."""
+    engine = create_engine("sqlite://", creator=connect, poolclass=StaticPool)
+    with engine.connect() as connection:
+        upgrade_schema(connection)
+        connection.commit()
 
 
 def upgrade_schema(connection: Connection) -> None:

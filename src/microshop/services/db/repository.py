@@ -25,6 +25,10 @@ from microshop.common.settings import Settings, Storage
 
 logger = logging.getLogger("microshop.db")
 
+SQLITE_FILE_NAME = "microshop.sqlite3"
+SCHEMA_REVISION = "0001"
+"""The newest migration under migrations/versions: what this code expects to find."""
+
 SUCCESS_BY_STATUS = {OrderStatus.PAID: True, OrderStatus.DECLINED: False, OrderStatus.PENDING: None}
 
 
@@ -119,4 +123,4 @@ def open_repository(settings: Settings) -> Repository:
         logger.warning("memory storage: every order is lost when the db service stops")
         return SqliteRepository(None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteRepository(settings.data_dir / "microshop.sqlite3")
+    return SqliteRepository(settings.data_dir / SQLITE_FILE_NAME)

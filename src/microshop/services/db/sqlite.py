@@ -6,15 +6,15 @@ shop placed 25x more orders per second this way (docs/performance.md). Each meth
 without awaiting, so one connection serves every request and transactions never interleave.
 """
 
+import asyncio
 import logging
+import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
 
 from microshop.common.models import (
     ListQuery,
@@ -26,8 +26,8 @@ from microshop.common.models import (
     Transaction,
     to_cents,
 )
-from microshop.services.db.database import upgrade_schema
 from microshop.services.db.repository import (
+    SCHEMA_REVISION,
     AmountMismatch,
     Created,
     IdempotencyKeyReused,
@@ -62,6 +62,7 @@ def sqlite_errors() -> Iterator[None]:
 class SqliteRepository:
     def __init__(self, path: Path | None) -> None:
         """`path` None keeps the data in memory, as the seed did."""
+        self.path = path
         self.connection = sqlite3.connect(
             ":memory:" if path is None else path, isolation_level=None, check_same_thread=False
         )
@@ -84,11 +85,45 @@ class SqliteRepository:
         with sqlite_errors():
             return self.connection.execute(sql, parameters).fetchall()
 
+    def schema_revision(self) -> str | None:
+        try:
+            rows = self.query("SELECT version_num FROM alembic_version")
+        except StorageUnavailable:  # no such table: a new database
+            return None
+        return str(rows[0][0]) if rows else None
+
     async def migrate(self) -> None:
-        engine = create_engine("sqlite://", creator=lambda: self.connection, poolclass=StaticPool)
-        with sqlite_errors(), engine.connect() as connection:
-            upgrade_schema(connection)
-            connection.commit()
+        """Brings the schema to `SCHEMA_REVISION`, if it is behind.
+
+        A file is migrated by a short-lived `microshop db migrate` process, so this server never
+        loads Alembic and SQLAlchemy (30 MB it would keep for its lifetime); an in-memory database
+        can only be reached through this connection, so it is migrated here.
+        """
+        if self.schema_revision() == SCHEMA_REVISION:
+            return
+        if self.path is None:
+            from microshop.services.db.database import upgrade_sqlite
+
+            with sqlite_errors():
+                upgrade_sqlite(lambda: self.connection)
+            return
+        migration = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "microshop",
+            "db",
+            "migrate",
+            env={
+                **os.environ,
+                "MICROSHOP_STORAGE": "sqlite",
+                "MICROSHOP_DATA_DIR": str(self.path.parent),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await migration.communicate()
+        if migration.returncode != 0:
+            raise StorageUnavailable(f"migrating {self.path} failed: {output.decode()[-2000:]}")
 
     async def close(self) -> None:
         self.connection.close()
