@@ -123,6 +123,21 @@ def test_killing_create_midway_leaves_nothing_that_delete_all_cannot_clean(
     sandbox_cli.assert_nothing_left(layout(base_port))
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_create_told_to_stop_deletes_what_it_started(
+    sandbox_cli: SandboxCli, base_port: int, signal_number: signal.Signals
+) -> None:
+    directory = sandbox_cli.directory("stopped")
+    create = sandbox_cli.start("create", "stopped", "--base-port", str(base_port))
+    wait_for(lambda: len(read_json(directory / "supervisor.json")) > 0, what="services started")
+    create.send_signal(signal_number)
+    output, _ = create.communicate(timeout=60)
+
+    assert create.returncode == 130, output
+    assert "interrupted; sandbox stopped was deleted" in output
+    sandbox_cli.assert_nothing_left(layout(base_port))
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """The file's object, or {} while it is not (completely) written."""
     try:
@@ -239,3 +254,16 @@ def test_create_refuses_a_name_that_is_taken_or_invalid(ready_sandbox: ReadySand
     assert taken.returncode == 1 and "already exists" in taken.stderr
     assert invalid.returncode == 1 and "bad sandbox name" in invalid.stderr
     assert cli.run("status", "ready").returncode == 0  # the first one untouched
+
+
+def test_deleting_a_missing_sandbox_is_an_error_unless_asked_not_to(
+    ready_sandbox: ReadySandbox,
+) -> None:
+    cli, _ = ready_sandbox
+
+    missing = cli.run("delete", "nowhere")
+    tolerated = cli.run("delete", "nowhere", "--if-exists")
+
+    assert missing.returncode == 1 and "no sandbox named 'nowhere'" in missing.stderr
+    assert tolerated.returncode == 0
+    assert cli.sandboxes() == ["ready"]

@@ -283,6 +283,9 @@ def logs_command(
 def delete_command(
     name: Annotated[str | None, typer.Argument(help="The sandbox to delete.")] = None,
     every: Annotated[bool, typer.Option("--all", help="Delete every sandbox.")] = False,
+    if_exists: Annotated[
+        bool, typer.Option("--if-exists", help="No error when there is no such sandbox (CI).")
+    ] = False,
 ) -> None:
     """Stop everything a sandbox runs and forget it; dead or half-created ones too."""
     if (name is None) == (not every):
@@ -290,7 +293,10 @@ def delete_command(
     try:
         directories = every_sandbox() if every else [find(name or "")]
     except SandboxError as error:
-        fail(str(error))
+        if not if_exists:
+            fail(str(error))
+        console.print(f"no sandbox named {name}", highlight=False)
+        return
     failures = 0
     for directory in directories:
         try:
