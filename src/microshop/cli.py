@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from microshop import __version__
 from microshop.common.settings import ConfigurationError, Settings, Storage, load_settings
+from microshop.sandbox.cli import sandbox_app
 from microshop.server import resolve, serve
 from microshop.services import SERVICES
 from microshop.services.db.repository import (
@@ -82,6 +83,7 @@ def serve_command(
 
 db_app = typer.Typer(help="The db service's storage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 @db_app.command("migrate")
