@@ -25,6 +25,7 @@ EXPECTED_CONNECTIONS = frozenset(
         ("outside", "api-gateway"),
         ("api-gateway", "order-service"),
         ("api-gateway", "payment-service"),
+        ("api-gateway", "db"),  # GET /status asks db's /readyz
         ("order-service", "payment-service"),
         ("order-service", "db"),
         ("payment-service", "db"),
