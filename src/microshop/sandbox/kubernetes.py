@@ -93,8 +93,8 @@ class KubernetesBackend:
         reporter: Reporter,
     ) -> None:
         deadline = time.monotonic() + options.timeout
-        kubectl = Kubectl.find()
-        kubectl = Kubectl(kubectl.executable, kubectl.current_context())
+        found = Kubectl.find()
+        kubectl = Kubectl(found.executable, found.current_context())  # pinned for the sandbox
         source = options.manifests or manifests.default_overlay()
         if source is None:
             raise SandboxError(
@@ -106,7 +106,7 @@ class KubernetesBackend:
         directory.save(record)
 
         reporter.begin("render")
-        rendering = Kubectl(kubectl.executable).run("kustomize", str(source))  # no cluster needed
+        rendering = found.run("kustomize", str(source))  # no cluster involved
         documents = manifests.parse(rendering)
         record.database = manifests.choose_database(documents, record.database, source)
         manifests.move_to_namespace(documents, namespace, record.name)
@@ -140,7 +140,9 @@ class KubernetesBackend:
             return self.creating_or_dead(record, gateway_url)
         try:
             deployments = json.loads(
-                kubectl_for(record).run("get", "deployments", "-n", record.namespace, "-o", "json")
+                kubectl_for(record).run(
+                    "get", "deployments", "-n", record.namespace, "-o", "json", timeout=30
+                )
             )["items"]
         except (SandboxError, ValueError, KeyError) as error:
             return SandboxStatus(
