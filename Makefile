@@ -2,26 +2,38 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEVELOPMENT := $(VENV)/.development-installed
 
-.PHONY: up test lint clean
+.PHONY: up test lint e2e bench clean
 
-$(INSTALLED): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,otel]'
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-up: $(INSTALLED)
+$(DEVELOPMENT): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[dev,otel,bench]'
+	touch $@
+
+up: $(RUNTIME)
 	$(BIN)/microshop up
 
-lint: $(INSTALLED)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: $(DEVELOPMENT)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+	PYTHON=$(BIN)/python ci/e2e-in-sandbox.sh
+
+e2e: $(DEVELOPMENT)
+	PYTHON=$(BIN)/python ci/e2e-in-sandbox.sh
+
+bench: $(DEVELOPMENT)
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

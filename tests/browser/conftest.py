@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one Chromium per run, a fresh browser context per test."""
+"""Fixtures for the browser tests: one Chromium per module, a fresh browser context per test."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 DESKTOP = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
+    """Per module, not per session: Playwright's synchronous API keeps an event loop running in
+    this thread until it stops, and the asyncio tests after the browser ones need the thread."""
     require_chromium()
     api = playwright_api()
     api.expect.set_options(timeout=TIMEOUT_MS)
