@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 import uvloop
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from microshop import __version__
+from microshop.bench import progress_bar, run_bench
 from microshop.common.settings import ConfigurationError, Settings, Storage, load_settings
 from microshop.sandbox.cli import sandbox_app
 from microshop.server import resolve, serve
@@ -116,6 +119,48 @@ async def migrate_postgresql(settings: Settings) -> None:
         await repository.migrate()
     finally:
         await repository.close()
+
+
+@app.command("bench")
+def bench_command(
+    url: Annotated[str, typer.Option(help="The gateway to load.")] = "http://127.0.0.1:3000",
+    concurrency: Annotated[int, typer.Option(help="Clients placing orders at once.", min=1)] = 16,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to place orders for (default 10).", min=0.1)
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(help="Orders to place, instead of a duration.", min=1)
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Read every order back afterwards and count the lost ones.")
+    ] = True,
+) -> None:
+    """Place orders through the gateway, then read them all back: throughput, latency, losses."""
+    if duration is None and requests is None:
+        duration = 10.0
+    with progress_bar() as progress:
+        result = uvloop.run(run_bench(url, concurrency, requests, duration, progress, verify))
+    table = Table(title=f"{result.orders} orders from {concurrency} clients to {url}")
+    for column in ("orders/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "lost"):
+        table.add_column(column, justify="right")
+    latency = result.latency_ms
+    table.add_row(
+        f"{result.orders_per_second:,.0f}",
+        f"{latency['p50']:.2f}",
+        f"{latency['p90']:.2f}",
+        f"{latency['p99']:.2f}",
+        f"{latency['max']:.2f}",
+        ", ".join(f"{kind}: {count}" for kind, count in result.errors.items()) or "0",
+        str(result.lost),
+    )
+    console.print(table)
+    if json_file is not None:
+        json_file.write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
+    if result.lost:
+        fail(f"{result.lost} acknowledged orders are missing from the list", code=1)
 
 
 ANSI_COLORS = {"cyan": 36, "magenta": 35, "yellow": 33, "green": 32}
