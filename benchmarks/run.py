@@ -5,8 +5,8 @@
 
 For each concurrency, `microshop bench` (a separate process, as a real client would be) places
 orders for the given time and then reads them all back. Afterwards it places 100,000 more orders
-and reads each service's resident memory. The table and the plot go to docs/performance.md and
-docs/images/performance.png.
+and reads each service's resident memory. The table goes into docs/performance.md, the plot to
+docs/images/performance.png, the raw numbers to docs/performance-results.json.
 """
 
 import argparse
@@ -24,6 +24,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "performance-results.json"
+REPORT = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "images" / "performance.png"
 SEED_SERVICES = {  # directory: (port, arguments), as the seed's run.sh starts them
     "db": (3004, []),
@@ -209,6 +210,20 @@ def main() -> None:
         + "\n"
     )
     plot(results)
+    write_report(results_table, machine, memory)
+
+
+def write_report(results_table: str, machine: str, memory: dict[str, float]) -> None:
+    """Replaces the measured part of docs/performance.md, between its two markers."""
+    text = REPORT.read_text()
+    start = text.index("<!-- results -->") + len("<!-- results -->")
+    end = text.index("<!-- /results -->")
+    resident = ", ".join(f"{name} {megabytes} MB" for name, megabytes in memory.items())
+    measured = (
+        f"\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine}:\n\n{results_table}\n\n"
+        f"Resident memory after those runs and the extra orders: {resident}.\n\n"
+    )
+    REPORT.write_text(text[:start] + measured + text[end:])
 
 
 if __name__ == "__main__":
