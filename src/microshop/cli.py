@@ -1,5 +1,6 @@
 """The `microshop` command: a thin layer over the server and the local supervisor."""
 
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -193,9 +194,14 @@ def up_command(
         typer.Option(help="Gateway port; the others follow the seed's layout.", min=1, max=65530),
     ] = 3000,
     storage: Annotated[
-        Storage, typer.Option(help="sqlite keeps data; memory loses it on stop.")
+        Storage,
+        typer.Option(
+            help="sqlite keeps data; memory loses it on stop.", envvar="MICROSHOP_STORAGE"
+        ),
     ] = Storage.SQLITE,
-    data_dir: Annotated[Path | None, typer.Option(help="Where sqlite data lives.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where sqlite data lives.", envvar="MICROSHOP_DATA_DIR")
+    ] = None,
     database: Annotated[
         str | None,
         typer.Option(help="A postgresql:// URL: the db service stores there instead of sqlite."),
@@ -211,8 +217,8 @@ def up_command(
         environment["MICROSHOP_DATA_DIR"] = str(data_dir.resolve())
     if database is not None:
         environment["MICROSHOP_DATABASE_URL"] = database
-    if console.is_terminal:
-        environment.setdefault("MICROSHOP_LOG_FORMAT", "console")
+    if console.is_terminal and "MICROSHOP_LOG_FORMAT" not in os.environ:
+        environment["MICROSHOP_LOG_FORMAT"] = "console"
     try:
         load_settings(
             **{key.removeprefix("MICROSHOP_").lower(): value for key, value in environment.items()}

@@ -34,8 +34,8 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's handler: it re-raises the signal after shutdown, so the exit code is not 0.
         if self.service.draining:
-            self.force_exit = self.should_exit
             self.should_exit = True
+            self.force_exit = True
             return
         logger.info("%s received signal %d: stopping gracefully", self.service.name, sig)
         self.service.draining = True
@@ -68,7 +68,7 @@ def serve(spec: ServiceSpec, settings: Settings) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         backlog=2048,
     )
     GracefulServer(config, app.state.service, settings.drain_seconds).run()

@@ -138,6 +138,8 @@ class Supervisor:
     async def wait_ready(self, managed: ManagedProcess, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
+            if self.stopping.is_set():  # Ctrl-C while starting: stop waiting
+                return
             process = managed.process
             if process is None or process.returncode is not None:
                 if managed.pump is not None:
@@ -246,6 +248,7 @@ async def run_until_signalled(supervisor: Supervisor, on_ready: Callable[[], Non
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, supervisor.stopping.set)
     await supervisor.start()
-    on_ready()
+    if not supervisor.stopping.is_set():
+        on_ready()
     await supervisor.watch()
     await supervisor.stop()

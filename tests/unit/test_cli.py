@@ -48,3 +48,9 @@ def test_a_sqlite_db_service_never_loads_sqlalchemy(tmp_path: Path) -> None:
     )
     assert result.stdout.strip() == "[]"
     assert (tmp_path / "microshop.sqlite3").exists()
+
+
+def test_bad_log_level_is_refused() -> None:
+    result = run_cli("serve", "db", MICROSHOP_LOG_LEVEL="verbose")
+    assert result.returncode == 2
+    assert "MICROSHOP_LOG_LEVEL" in result.stderr

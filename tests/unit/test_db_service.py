@@ -47,3 +47,18 @@ def test_readyz_fails_while_draining(db: TestClient) -> None:
     assert db.get("/readyz").status_code == 200
     db.app.state.service.draining = True  # type: ignore[attr-defined]
     assert db.get("/readyz").status_code == 503
+
+
+def test_an_unexpected_error_is_a_500_problem_that_names_its_request(tmp_path: Path) -> None:
+    app = create(Settings(data_dir=tmp_path))
+
+    async def broken() -> None:
+        raise RuntimeError("the disk caught fire")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.state.service.repository.ping = broken
+        response = client.get("/readyz", headers={"X-Request-ID": "fire-1"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "fire-1"
+    assert "fire" not in response.text

@@ -78,6 +78,7 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """The last resort, for errors outside a request's context (the middleware answers the rest)."""
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(Problem(500, "An unexpected error occurred."), request)
 

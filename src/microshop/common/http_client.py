@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
+from pydantic import HttpUrl
 
 from microshop.common.errors import Problem
 from microshop.common.logs import request_id_var
@@ -100,7 +101,7 @@ class HttpSession:
             raise RuntimeError("HttpSession.open() was not called")
         return self._session
 
-    def client(self, target: str, base_url: object) -> "ServiceClient":
+    def client(self, target: str, base_url: HttpUrl | str) -> "ServiceClient":
         return ServiceClient(self, target, str(base_url).rstrip("/"))
 
 
@@ -138,7 +139,11 @@ class ServiceClient:
         request_id = request_id_var.get()
         if request_id:
             call_headers["X-Request-ID"] = request_id
-        call_timeout = self.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        call_timeout = self.timeout
+        if timeout is not None:
+            call_timeout = aiohttp.ClientTimeout(
+                total=timeout, sock_connect=self.timeout.sock_connect
+            )
         data = None if json is None else orjson.dumps(json)
         if data is not None:
             call_headers["Content-Type"] = "application/json"
@@ -178,12 +183,12 @@ class ServiceClient:
                     time.perf_counter() - started
                 )
                 return DownstreamResponse(response.status, response.headers, body)
-            except TimeoutError:
-                metrics.downstream_calls.labels(self.target, "timeout").inc()
-                raise DownstreamTimeout(self.target, timeout.total or 0) from None
-            except aiohttp.ClientError as error:
+            except (aiohttp.ClientError, aiohttp.ConnectionTimeoutError) as error:
                 metrics.downstream_calls.labels(self.target, "unavailable").inc()
                 if attempt == attempts:
                     logger.warning("%s %s%s failed: %r", method, self.target, path, error)
                     raise DownstreamUnavailable(self.target) from None
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS * attempt)
+            except TimeoutError:
+                metrics.downstream_calls.labels(self.target, "timeout").inc()
+                raise DownstreamTimeout(self.target, timeout.total or 0) from None

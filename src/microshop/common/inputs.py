@@ -68,8 +68,12 @@ def order_id_from(request: Request) -> int:
     """The `{order_id}` of the path; ids the database could never hold are simply not found."""
     order_id = int(request.path_params["order_id"])
     if not 1 <= order_id <= MAX_ORDER_ID:
-        raise Problem(404, f"Order {order_id} does not exist.")
+        raise order_not_found(order_id)
     return order_id
+
+
+def order_not_found(order_id: int) -> Problem:
+    return Problem(404, f"Order {order_id} does not exist.")
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -44,17 +44,12 @@ class JSONFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
-    def __init__(self, color: bool) -> None:
-        super().__init__()
-        self.color = color
+    """Colored lines for a person: chosen for a terminal, or by `microshop up` for its own."""
 
     def format(self, record: logging.LogRecord) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
-        level = record.levelname
-        if self.color:
-            level = f"\033[{LEVEL_COLORS.get(level, '0')}m{level:<7}\033[0m"
-        else:
-            level = f"{level:<7}"
+        name = record.levelname
+        level = f"\033[{LEVEL_COLORS.get(name, '0')}m{name:<7}\033[0m"
         message = record.getMessage()
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
@@ -116,9 +111,7 @@ def configure_logging(service: str, log_format: LogFormat, level: str) -> None:
     if log_format is LogFormat.JSON:
         handler.setFormatter(JSONFormatter(service))
     else:
-        handler.setFormatter(
-            ConsoleFormatter(color=sys.stderr.isatty() or log_format is LogFormat.CONSOLE)
-        )
+        handler.setFormatter(ConsoleFormatter())
     # Skip what no line of ours prints: caller lookup, thread and process names.
     logging._srcfile = None
     logging.logThreads = False

@@ -16,6 +16,7 @@ from microshop.common.metrics import ServiceMetrics
 from microshop.common.tracing import SpanContext, Tracer, parse_traceparent, random_hex
 
 access_logger = logging.getLogger("microshop.access")
+error_logger = logging.getLogger("microshop.errors")
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes: not logged when they succeed, and open without the internal token."""
@@ -52,7 +53,7 @@ class RequestContextMiddleware:
         request_id, parent = incoming_context(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0
         method = scope["method"]
         path = scope["path"]
         with self.tracer.span(f"{method} {path}", parent, "server") as span:
@@ -75,6 +76,14 @@ class RequestContextMiddleware:
             self.metrics.in_flight.inc()
             try:
                 await self.app(scope, receive, send_with_context)
+            except Exception:
+                # Answered here, inside the request's context, so that the log line and the
+                # answer carry its request id and trace.
+                error_logger.exception("unhandled error")
+                if status:
+                    raise
+                problem = Problem(500, "An unexpected error occurred.")
+                await problem_response(problem, Request(scope))(scope, receive, send_with_context)
             finally:
                 self.metrics.in_flight.dec()
                 elapsed = time.perf_counter() - started
@@ -133,7 +142,7 @@ class FaultInjectionMiddleware:
             if random.random() < self.failure_rate:
                 problem = Problem(
                     503,
-                    "Failure injected by MICROSHOP_FAULT_FAILURE_RATE.",
+                    "Failure injected by MICROSHOP_PAYMENT_FAULT_FAILURE_RATE.",
                     headers={"Retry-After": "1"},
                 )
                 await problem_response(problem, Request(scope))(scope, receive, send)

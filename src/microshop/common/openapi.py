@@ -57,7 +57,7 @@ def schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def operation(route: ApiRoute, method: str, components: dict[str, Any]) -> dict[str, Any]:
+def operation(route: ApiRoute, components: dict[str, Any]) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
         for name in route.param_convertors
@@ -112,7 +112,7 @@ def build_openapi(title: str, version: str, routes: Sequence[BaseRoute]) -> dict
             path = CONVERTOR.sub(
                 "}", route.path
             )  # "/orders/{order_id:int}" -> "/orders/{order_id}"
-            paths.setdefault(path, {})[method.lower()] = operation(route, method, components)
+            paths.setdefault(path, {})[method.lower()] = operation(route, components)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

@@ -4,9 +4,9 @@ import os
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     request_timeout: PositiveSeconds = 2.0
     connect_timeout: PositiveSeconds = 0.5
     retries: Annotated[int, Field(ge=0, le=5)] = 2
-    shutdown_timeout: PositiveSeconds = 10.0
+    shutdown_timeout: Annotated[int, Field(ge=1, le=600)] = 10
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 0.0
     """After SIGTERM: seconds of not-ready serving (with `Connection: close`) before stopping."""
     settle_interval: PositiveSeconds = 5.0
@@ -70,7 +70,12 @@ class Settings(BaseSettings):
     """When set, internal services accept only calls that present it as a bearer token."""
 
     log_format: LogFormat = LogFormat.AUTO
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def database_url_selects_postgresql(self) -> "Settings":

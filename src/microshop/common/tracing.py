@@ -63,10 +63,10 @@ class Tracer:
 
     def __init__(self, service: str) -> None:
         self.provider: Any = None
-        self.exporter: Any = None
+        self.otel_tracer: Any = None
         if os.environ.get(OTLP_ENDPOINT_VARIABLE):
             self.provider = otel_provider(service)
-            self.exporter = self.provider and self.provider.get_tracer("microshop")
+            self.otel_tracer = self.provider and self.provider.get_tracer("microshop")
 
     def close(self) -> None:
         """Sends the spans still buffered."""
@@ -75,7 +75,7 @@ class Tracer:
 
     @contextmanager
     def span(self, name: str, parent: SpanContext | None, kind: str) -> Iterator[SpanContext]:
-        if self.exporter is None:
+        if self.otel_tracer is None:
             trace_id = parent.trace_id if parent else random_hex(128)
             context = SpanContext(trace_id, random_hex(64), parent.sampled if parent else True)
             token = current_span.set(context)
@@ -84,7 +84,7 @@ class Tracer:
             finally:
                 current_span.reset(token)
             return
-        with otel_span(self.exporter, name, parent, kind) as context:
+        with otel_span(self.otel_tracer, name, parent, kind) as context:
             token = current_span.set(context)
             try:
                 yield context

@@ -27,11 +27,11 @@ from microshop.sandbox import (
 )
 from microshop.sandbox.state import Phase, SandboxDirectory, SandboxRecord
 from microshop.services import GATEWAY
+from microshop.supervisor import LOG_TAIL_LINES
 
 KUBECTL_TIMEOUT_SECONDS = 120.0
 FORWARD_READY_SECONDS = 30.0
 FORWARD_STOP_SECONDS = 5.0
-LOG_TAIL_LINES = 40
 NAMESPACE_PREFIX = "shop-"
 
 

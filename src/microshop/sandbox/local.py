@@ -27,12 +27,11 @@ from microshop.sandbox import (
 )
 from microshop.sandbox.state import Phase, SandboxDirectory, SandboxRecord, every_sandbox
 from microshop.services import GATEWAY, SERVICES
-from microshop.supervisor import URL_SETTINGS, service_ports, service_urls
+from microshop.supervisor import LOG_TAIL_LINES, URL_SETTINGS, service_ports, service_urls
 
 SUPERVISOR_STOP_SECONDS = 30.0
 """`microshop up` stops the services one after another, each finishing its requests first."""
 PORT_RELEASE_SECONDS = 5.0
-LOG_TAIL_LINES = 40
 DATABASE_URL_VARIABLE = "MICROSHOP_DATABASE_URL"
 
 

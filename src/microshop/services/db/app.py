@@ -11,8 +11,10 @@ from starlette.routing import BaseRoute
 from microshop.common.app import Service, create_app
 from microshop.common.errors import ExceptionHandler, Problem, problem_response
 from microshop.common.inputs import (
+    IDEMPOTENCY_HEADER,
     idempotency_key_from,
     order_id_from,
+    order_not_found,
     read_model,
     read_query,
 )
@@ -38,19 +40,14 @@ from microshop.services.db.repository import (
     open_repository,
 )
 
+logger = logging.getLogger("microshop.db")
+
 
 async def storage_unavailable(request: Request, error: Exception) -> Response:
     """The database is down or slow: the client may retry, nothing half-done was kept."""
     logger.warning("storage unavailable: %s", error)
     problem = Problem(503, "The database is unavailable.", headers={"Retry-After": "1"})
     return problem_response(problem, request)
-
-
-def not_found(order_id: int) -> Problem:
-    return Problem(404, f"Order {order_id} does not exist.")
-
-
-logger = logging.getLogger("microshop.db")
 
 
 class DbService(Service):
@@ -90,7 +87,7 @@ class DbService(Service):
                 methods=["POST"],
                 summary="Store a new pending order.",
                 body=OrderCreate,
-                headers=["Idempotency-Key"],
+                headers=[IDEMPOTENCY_HEADER],
                 responses={201: OrderWithTransaction, 200: OrderWithTransaction},
             ),
             ApiRoute(
@@ -129,7 +126,7 @@ class DbService(Service):
             result = await self.repository.create_order(order, idempotency_key_from(request))
         except IdempotencyKeyReused:
             raise Problem(
-                422, "This Idempotency-Key was already used with a different body."
+                422, f"This {IDEMPOTENCY_HEADER} was already used with a different body."
             ) from None
         stored: OrderWithTransaction = result.value
         return JSONResponse(
@@ -143,7 +140,7 @@ class DbService(Service):
         try:
             found = await self.repository.get_order(order_id)
         except OrderNotFound:
-            raise not_found(order_id) from None
+            raise order_not_found(order_id) from None
         return JSONResponse(found)
 
     async def list_transactions(self, request: Request) -> Response:
@@ -160,7 +157,7 @@ class DbService(Service):
                 payment.order_id, success, amount_cents
             )
         except OrderNotFound:
-            raise not_found(payment.order_id) from None
+            raise order_not_found(payment.order_id) from None
         except AmountMismatch:
             raise Problem(
                 422, f"The amount does not match the price of order {payment.order_id}."

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from microshop.common.models import (
@@ -41,7 +42,7 @@ def storage_errors() -> Iterator[None]:
     """Driver failures (refused, reset, timed out) become `StorageUnavailable`."""
     try:
         yield
-    except (OperationalError, InterfaceError, OSError, TimeoutError) as error:
+    except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as error:
         raise StorageUnavailable(str(error).splitlines()[0]) from error
     except DBAPIError as error:
         if error.connection_invalidated:
@@ -90,7 +91,7 @@ class PostgresRepository:
         try:
             async with self.writing() as connection:
                 if idempotency_key:
-                    existing = await self._order_by_key(
+                    existing = await self.order_by_key(
                         connection, idempotency_key, order_fingerprint
                     )
                     if existing is not None:
@@ -106,12 +107,12 @@ class PostgresRepository:
             if not idempotency_key:
                 raise
         async with self.reading() as connection:
-            existing = await self._order_by_key(connection, idempotency_key, order_fingerprint)
+            existing = await self.order_by_key(connection, idempotency_key, order_fingerprint)
         if existing is None:
             raise RuntimeError("order with this idempotency key vanished")
         return Created(existing, created=False)
 
-    async def _order_by_key(
+    async def order_by_key(
         self, connection: AsyncConnection, key: str, expected_fingerprint: str | None
     ) -> OrderWithTransaction | None:
         row = (
@@ -123,9 +124,9 @@ class PostgresRepository:
             return None
         if row["request_fingerprint"] != expected_fingerprint:
             raise IdempotencyKeyReused(key)
-        return await self._with_transaction(connection, row)
+        return await self.with_transaction(connection, row)
 
-    async def _with_transaction(
+    async def with_transaction(
         self, connection: AsyncConnection, row: RowMapping
     ) -> OrderWithTransaction:
         transaction_row = (
@@ -149,7 +150,7 @@ class PostgresRepository:
             )
             if row is None:
                 raise OrderNotFound(order_id)
-            return await self._with_transaction(connection, row)
+            return await self.with_transaction(connection, row)
 
     async def list_orders(self, query: OrderListQuery) -> list[Order]:
         statement = select(orders).where(orders.c.id > query.after)
@@ -182,7 +183,7 @@ class PostgresRepository:
         """
         try:
             async with self.writing() as connection:
-                existing = await self._transaction_for(connection, order_id)
+                existing = await self.transaction_for(connection, order_id)
                 if existing is not None:
                     return Created(existing, created=False)
                 price_cents = (
@@ -212,12 +213,12 @@ class PostgresRepository:
                 return Created(transaction_from_row(row), created=True)
         except IntegrityError:
             async with self.reading() as connection:
-                existing = await self._transaction_for(connection, order_id)
+                existing = await self.transaction_for(connection, order_id)
             if existing is None:
                 raise
             return Created(existing, created=False)
 
-    async def _transaction_for(
+    async def transaction_for(
         self, connection: AsyncConnection, order_id: int
     ) -> Transaction | None:
         row = (
