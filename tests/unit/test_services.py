@@ -1,8 +1,8 @@
 """Each service in process, with the services it calls unreachable: what it decides on its own."""
 
 import socket
-from contextlib import ExitStack
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
