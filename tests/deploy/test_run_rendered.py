@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import missing_system_tool
 from tests.deploy.conftest import RENDERED
 from tests.deploy.local_cluster import postgresql_binaries, run_locally
 from tests.deploy.manifests import Doc, of_kind, pod_spec
@@ -41,7 +42,7 @@ def test_rendered_deployments_run_the_shop_end_to_end(
     external = production_secrets() if name == "production" else {}
     binaries = postgresql_binaries()
     if of_kind(docs, "StatefulSet") and binaries is None:
-        pytest.skip("PostgreSQL (initdb, postgres, psql) is not installed")
+        missing_system_tool("PostgreSQL (initdb, postgres, psql) is not installed")
 
     with run_locally(docs, tmp_path, external) as cluster:
         gateway = f"http://127.0.0.1:{cluster.addresses[('api-gateway', 3000)]}"

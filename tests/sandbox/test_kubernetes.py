@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import RunningShop
+from tests.conftest import RunningShop, missing_system_tool
 from tests.sandbox.conftest import SandboxCli, accepts_connections, alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -52,7 +52,9 @@ class FakeKubectl:
 def kubectl(tmp_path: Path, shop: RunningShop, sandbox_cli: SandboxCli) -> Iterator[FakeKubectl]:
     real = shutil.which("kubectl")
     if real is None:
-        pytest.skip("kubectl is not installed: the fake renders with the real `kubectl kustomize`")
+        missing_system_tool(
+            "kubectl is not installed: the fake renders with the real `kubectl kustomize`"
+        )
     directory = tmp_path / "kubectl"
     (directory / "bin").mkdir(parents=True)
     wrapper = directory / "bin" / "kubectl"

@@ -12,6 +12,7 @@ import yaml
 
 from microshop.sandbox import Database, SandboxError
 from microshop.sandbox.manifests import choose_database, move_to_namespace, workloads
+from tests.conftest import missing_system_tool
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
@@ -19,7 +20,7 @@ K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 def render(directory: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed")
+        missing_system_tool("kubectl is not installed")
     output = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=True
     ).stdout
