@@ -10,8 +10,6 @@ from typing import Annotated
 import orjson
 import typer
 import uvloop
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from microshop import __version__
@@ -26,14 +24,13 @@ from microshop.services.db.repository import (
     open_repository,
 )
 from microshop.supervisor import StartError, Supervisor, run_until_signalled
+from microshop.terminal import USAGE_ERROR, console, fail
 
 app = typer.Typer(
     help="microshop: a microservices shop on your laptop and on Kubernetes.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-error_console = Console(stderr=True)
 
 SERVICE_COLORS = {
     "api-gateway": "cyan",
@@ -42,11 +39,6 @@ SERVICE_COLORS = {
     "db": "green",
 }
 NAME_WIDTH = max(len(name) for name in SERVICES)
-
-
-def fail(message: str, code: int = 2) -> None:
-    error_console.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
 
 
 def version_callback(value: bool) -> None:
@@ -77,11 +69,11 @@ def serve_command(
     try:
         spec = resolve(service)
     except KeyError:
-        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}")
+        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", code=USAGE_ERROR)
     try:
         settings = load_settings()
     except ConfigurationError as error:
-        fail(str(error))
+        fail(str(error), code=USAGE_ERROR)
     serve(spec, settings)
 
 
@@ -96,9 +88,12 @@ def migrate_command() -> None:
     try:
         settings = load_settings()
     except ConfigurationError as error:
-        fail(str(error))
+        fail(str(error), code=USAGE_ERROR)
     if settings.storage is Storage.MEMORY:
-        fail("memory storage is created afresh by each db service; there is nothing to migrate")
+        fail(
+            "memory storage is created afresh by each db service; there is nothing to migrate",
+            code=USAGE_ERROR,
+        )
     try:
         if settings.storage is Storage.SQLITE:
             # Imported here: `microshop serve` must not load Alembic into every service.
@@ -224,7 +219,7 @@ def up_command(
             **{key.removeprefix("MICROSHOP_").lower(): value for key, value in environment.items()}
         )
     except ConfigurationError as error:
-        fail(str(error))
+        fail(str(error), code=USAGE_ERROR)
     supervisor = Supervisor(base_port, environment, service_line_printer(), state_file)
 
     def announce() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from microshop.sandbox import Database, SandboxError
+from microshop.common.settings import Storage
+from microshop.sandbox import SandboxError
 from microshop.sandbox.manifests import choose_database, move_to_namespace, workloads
 from tests.conftest import missing_system_tool
 
@@ -100,13 +101,13 @@ def test_storage_follows_the_manifests_unless_asked_otherwise() -> None:
     local = render(K8S / "overlays" / "local")
     production = render(K8S / "overlays" / "production")
 
-    assert choose_database(local, None, Path("local")) is Database.SQLITE
-    assert choose_database(production, None, Path("production")) is Database.POSTGRESQL
+    assert choose_database(local, None, Path("local")) is Storage.SQLITE
+    assert choose_database(production, None, Path("production")) is Storage.POSTGRESQL
     with pytest.raises(SandboxError, match="components/postgresql"):
-        choose_database(local, Database.POSTGRESQL, Path("local"))
+        choose_database(local, Storage.POSTGRESQL, Path("local"))
     with pytest.raises(SandboxError, match="keep orders in PostgreSQL"):
-        choose_database(production, Database.MEMORY, Path("production"))
-    assert choose_database(local, Database.MEMORY, Path("local")) is Database.MEMORY
+        choose_database(production, Storage.MEMORY, Path("production"))
+    assert choose_database(local, Storage.MEMORY, Path("local")) is Storage.MEMORY
     [config] = [d for d in local if d["kind"] == "ConfigMap"]
     assert config["data"]["MICROSHOP_STORAGE"] == "memory"
 

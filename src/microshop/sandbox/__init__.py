@@ -10,6 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from microshop.common.settings import Storage
+
 
 class SandboxError(Exception):
     """Something a person can act on; the message says what and, when known, what to do."""
@@ -20,17 +22,11 @@ class Backend(StrEnum):
     KUBERNETES = "kubernetes"
 
 
-class Database(StrEnum):
-    SQLITE = "sqlite"
-    MEMORY = "memory"
-    POSTGRESQL = "postgresql"
-
-
 @dataclass(frozen=True)
 class CreateOptions:
     """What `sandbox create` was asked for; each backend uses the parts that apply to it."""
 
-    database: Database | None = None
+    database: Storage | None = None
     """None: sqlite locally, whatever the manifests say on Kubernetes."""
     database_url: str | None = None
     base_port: int | None = None

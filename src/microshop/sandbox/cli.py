@@ -8,18 +8,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from microshop.common.settings import Storage
 from microshop.sandbox import (
     Backend,
     CreateOptions,
-    Database,
     Health,
     SandboxError,
     SandboxStatus,
@@ -27,13 +26,12 @@ from microshop.sandbox import (
 )
 from microshop.sandbox.state import every_sandbox, find, new_name
 from microshop.services import SERVICES
+from microshop.terminal import USAGE_ERROR, console, error_console, fail
 
 sandbox_app = typer.Typer(
     help="Whole shops on demand: create one, run tests against it, delete it.",
     no_args_is_help=True,
 )
-console = Console()
-error_console = Console(stderr=True)
 
 HEALTH_COLORS = {
     Health.READY: "green",
@@ -41,11 +39,6 @@ HEALTH_COLORS = {
     Health.UNHEALTHY: "yellow",
     Health.DEAD: "red",
 }
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 class ProgressReporter:
@@ -84,7 +77,7 @@ def create_command(
     name: Annotated[str | None, typer.Argument(help="Default: sb-<random>.")] = None,
     backend: Annotated[Backend, typer.Option(help="Where the sandbox runs.")] = Backend.LOCAL,
     database: Annotated[
-        Database | None,
+        Storage | None,
         typer.Option(
             help="Local default: sqlite. Kubernetes default: what the manifests use.",
             show_default=False,
@@ -120,15 +113,18 @@ def create_command(
 ) -> None:
     """Create a sandbox and return once every service in it is ready (or fail, leaving nothing)."""
     if database_url is not None:
-        if database not in (None, Database.POSTGRESQL):
-            fail("--database-url goes with --database postgresql", code=2)
-        database = Database.POSTGRESQL
+        if database not in (None, Storage.POSTGRESQL):
+            fail("--database-url goes with --database postgresql", code=USAGE_ERROR)
+        database = Storage.POSTGRESQL
     if backend is Backend.LOCAL:
         if manifests is not None:
-            fail("--manifests is for --backend kubernetes", code=2)
-        database = database or Database.SQLITE
+            fail("--manifests is for --backend kubernetes", code=USAGE_ERROR)
+        database = database or Storage.SQLITE
     elif database_url is not None:
-        fail("--database-url is for --backend local; on Kubernetes the manifests say", code=2)
+        fail(
+            "--database-url is for --backend local; on Kubernetes the manifests say",
+            code=USAGE_ERROR,
+        )
     sandbox_name = name or new_name()
     options = CreateOptions(database, database_url, base_port, manifests, timeout)
     started = time.monotonic()
@@ -145,9 +141,9 @@ def create_command(
             error_console.print(f"creating sandbox [bold]{sandbox_name}[/] ({backend})")
             sandbox = lifecycle.create(sandbox_name, backend, options, ProgressReporter(progress))
     except lifecycle.CleanupError as error:
-        fail(str(error))
+        fail(str(error), code=1)
     except SandboxError as error:
-        fail(f"{error}\nsandbox {sandbox_name} was not created; nothing was left behind")
+        fail(f"{error}\nsandbox {sandbox_name} was not created; nothing was left behind", code=1)
     except KeyboardInterrupt:
         fail(f"interrupted; sandbox {sandbox_name} was deleted", code=130)
     console.print(
@@ -206,7 +202,7 @@ def status_command(name: str) -> None:
     try:
         sandbox = lifecycle.status(find(name))
     except SandboxError as error:
-        fail(str(error))
+        fail(str(error), code=1)
     console.print(
         f"sandbox [bold]{sandbox.name}[/] ({sandbox.backend}) is {health_text(sandbox)}"
         + (f": {escape(sandbox.problem)}" if sandbox.problem else ""),
@@ -241,11 +237,11 @@ def exec_command(
     if command and command[0] == "--":  # Click keeps it once it stops reading options
         command = command[1:]
     if not command:
-        fail("no command given: microshop sandbox exec NAME -- COMMAND...", code=2)
+        fail("no command given: microshop sandbox exec NAME -- COMMAND...", code=USAGE_ERROR)
     try:
         environment = lifecycle.environment(find(name))
     except SandboxError as error:
-        fail(str(error))
+        fail(str(error), code=1)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -265,7 +261,7 @@ def logs_command(
 ) -> None:
     """What the sandbox's services printed; one service's lines without their prefix."""
     if service is not None and service not in SERVICES:
-        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", code=2)
+        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICES)}", code=USAGE_ERROR)
     try:
         lines = lifecycle.logs(find(name), service, tail, follow)
         with contextlib.suppress(KeyboardInterrupt):
@@ -274,7 +270,7 @@ def logs_command(
                 if follow:
                     sys.stdout.flush()
     except SandboxError as error:
-        fail(str(error))
+        fail(str(error), code=1)
     except BrokenPipeError:  # `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -289,12 +285,12 @@ def delete_command(
 ) -> None:
     """Stop everything a sandbox runs and forget it; dead or half-created ones too."""
     if (name is None) == (not every):
-        fail("name one sandbox, or pass --all", code=2)
+        fail("name one sandbox, or pass --all", code=USAGE_ERROR)
     try:
         directories = every_sandbox() if every else [find(name or "")]
     except SandboxError as error:
         if not if_exists:
-            fail(str(error))
+            fail(str(error), code=1)
         console.print(f"no sandbox named {name}", highlight=False)
         return
     failures = 0

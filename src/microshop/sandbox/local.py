@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from microshop.common.settings import Storage
 from microshop.sandbox import (
     CreateOptions,
-    Database,
     Health,
     Reporter,
     SandboxError,
@@ -128,7 +128,7 @@ def supervisor_environment(record: SandboxRecord, options: CreateOptions) -> dic
         "PYTHONUNBUFFERED": "1",
     }
     database_url = environment.pop(DATABASE_URL_VARIABLE, None)
-    if record.database is Database.POSTGRESQL:
+    if record.database is Storage.POSTGRESQL:
         url = options.database_url or database_url
         if not url:
             raise SandboxError(
@@ -143,7 +143,7 @@ def supervisor_environment(record: SandboxRecord, options: CreateOptions) -> dic
 
 def supervisor_command(directory: SandboxDirectory, record: SandboxRecord) -> list[str]:
     assert record.base_port is not None
-    storage = "memory" if record.database is Database.MEMORY else "sqlite"
+    storage = "memory" if record.database is Storage.MEMORY else "sqlite"
     return [
         sys.executable,
         "-m",

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from microshop.sandbox import Database, SandboxError
+from microshop.common.settings import Storage
+from microshop.sandbox import SandboxError
 
 BASE_NAMESPACE = "shop"
 CONFIG_MAP = "microshop-config"
@@ -123,26 +124,26 @@ def config_map(documents: list[Document]) -> Document | None:
     return None
 
 
-def choose_database(documents: list[Document], wanted: Database | None, source: Path) -> Database:
+def choose_database(documents: list[Document], wanted: Storage | None, source: Path) -> Storage:
     """Sets the storage asked for, where the manifests allow it; returns the one used."""
     postgresql = uses_postgresql(documents)
     if wanted is None:
-        return Database.POSTGRESQL if postgresql else Database.SQLITE
-    if wanted is Database.POSTGRESQL and not postgresql:
+        return Storage.POSTGRESQL if postgresql else Storage.SQLITE
+    if wanted is Storage.POSTGRESQL and not postgresql:
         raise SandboxError(
             f"the manifests in {source} keep orders in sqlite; for PostgreSQL pass --manifests "
             "with an overlay that includes deploy/k8s/components/postgresql"
         )
-    if wanted is not Database.POSTGRESQL and postgresql:
+    if wanted is not Storage.POSTGRESQL and postgresql:
         raise SandboxError(
             f"the manifests in {source} keep orders in PostgreSQL; pass --database postgresql "
             "or --manifests with an overlay without it"
         )
-    if wanted is Database.MEMORY:
+    if wanted is Storage.MEMORY:
         config = config_map(documents)
         if config is None:
             raise SandboxError(f"the manifests in {source} have no ConfigMap {CONFIG_MAP}")
-        config.setdefault("data", {})["MICROSHOP_STORAGE"] = Database.MEMORY.value
+        config.setdefault("data", {})["MICROSHOP_STORAGE"] = Storage.MEMORY.value
     return wanted
 
 

@@ -17,8 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from microshop.common.settings import default_data_dir
-from microshop.sandbox import Backend, Database, SandboxError
+from microshop.common.settings import Storage, default_data_dir
+from microshop.sandbox import Backend, SandboxError
 
 HOME_VARIABLE = "MICROSHOP_HOME"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
@@ -36,7 +36,7 @@ class SandboxRecord:
 
     name: str
     backend: Backend
-    database: Database | None
+    database: Storage | None
     token: str
     creator_pid: int
     created_at: float = field(default_factory=time.time)
@@ -60,7 +60,7 @@ class SandboxRecord:
             **{
                 **data,
                 "backend": Backend(data["backend"]),
-                "database": Database(database) if database else None,
+                "database": Storage(database) if database else None,
                 "phase": Phase(data.get("phase", Phase.CREATING)),
             }
         )
