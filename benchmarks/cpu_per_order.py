@@ -13,12 +13,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-BASE_PORT = 3200
+from tests.conftest import start_shop  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -32,48 +32,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     options = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="microshop-cpu-"))
-    state_file = directory / "state.json"
-    shop = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "microshop",
-            "up",
-            "--base-port",
-            str(BASE_PORT),
-            "--data-dir",
-            str(directory / "data"),
-            "--state-file",
-            str(state_file),
-        ],
-        stdout=(directory / "up.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    shop = start_shop(directory)
     try:
-        url = f"http://127.0.0.1:{BASE_PORT}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the shop did not start")
-            time.sleep(0.2)
-        services = json.loads(state_file.read_text())["services"]
-        pids = {name: entry["pid"] for name, entry in services.items()}
-        pids["supervisor (microshop up)"] = shop.pid
+        pids = {name: shop.pid(name) for name in shop.ports}
+        pids["supervisor (microshop up)"] = shop.process.pid
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         result_file = directory / "bench.json"
-        bench = subprocess.run(
+        subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "microshop",
                 "bench",
                 "--url",
-                url,
+                shop.gateway_url,
                 "--no-verify",
                 "--concurrency",
                 str(options.concurrency),
@@ -85,12 +57,10 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             check=True,
         )
-        assert bench.returncode == 0
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         result = json.loads(result_file.read_text())
     finally:
-        shop.terminate()
-        shop.wait(60)
+        shop.stop()
         shutil.rmtree(directory, ignore_errors=True)
     orders = result["orders"]
     print(f"{result['orders_per_second']:,.0f} orders/s at concurrency {options.concurrency}")

@@ -23,6 +23,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_shop  # noqa: E402
+
 RESULTS = ROOT / "docs" / "performance-results.json"
 REPORT = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "images" / "performance.png"
@@ -76,34 +80,14 @@ def resident_megabytes(pid: int) -> float:
 
 def measure_microshop(levels: list[int], seconds: float, memory_orders: int) -> dict[str, object]:
     directory = Path(tempfile.mkdtemp(prefix="microshop-bench-"))
-    state_file = directory / "state.json"
-    log = (directory / "up.log").open("wb")
-    shop = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "microshop",
-            "up",
-            "--base-port",
-            "3100",
-            "--data-dir",
-            str(directory / "data"),
-            "--state-file",
-            str(state_file),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    shop = start_shop(directory)
     try:
-        wait_until_answers("http://127.0.0.1:3100/readyz")
-        time.sleep(1)
-        runs = [bench("http://127.0.0.1:3100", level, True, duration=seconds) for level in levels]
-        bench("http://127.0.0.1:3100", 64, True, requests=memory_orders)
-        pids = json.loads(state_file.read_text())["services"]
-        memory = {name: round(resident_megabytes(entry["pid"]), 1) for name, entry in pids.items()}
+        url = shop.gateway_url
+        runs = [bench(url, level, True, duration=seconds) for level in levels]
+        bench(url, 64, True, requests=memory_orders)
+        memory = {name: round(resident_megabytes(shop.pid(name)), 1) for name in shop.ports}
     finally:
-        shop.terminate()
-        shop.wait(60)
+        shop.stop()
         shutil.rmtree(directory, ignore_errors=True)
     return {"runs": runs, "memory_mb_after_orders": memory, "memory_orders": memory_orders}
 

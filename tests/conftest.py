@@ -10,26 +10,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import httpx
 import pytest
 
 from microshop.services import SERVICES
 from microshop.supervisor import service_ports
-from tests.postgres import postgres
+from tests.postgres import free_port, postgres
 
-__all__ = ["postgres"]
+__all__ = ["free_port", "postgres"]
 
 START_TIMEOUT_SECONDS = 40.0
-
-
-def missing_system_tool(message: str) -> NoReturn:
-    """Skips a test that needs an optional system tool; under CI, where a skip would pass
-    unnoticed, fails it instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def ports_are_free(ports: list[int]) -> bool:
@@ -157,13 +148,6 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def start_service(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.system_tools import missing_system_tool
+
 BINARY_DIRECTORIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 START_TIMEOUT_SECONDS = 30.0
 
@@ -102,10 +104,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     if not BINARY_DIRECTORIES:
-        message = "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_system_tool("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin")
     directory = Path(tempfile.mkdtemp(prefix="microshop-postgres-"))
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")

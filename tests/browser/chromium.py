@@ -4,12 +4,11 @@ Playwright's own browser downloads are never used; the tests need `/usr/bin/chro
 CI=true a missing browser fails the run, since a skipped check there would pass unnoticed.
 """
 
-import os
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-import pytest
+from tests.system_tools import missing_system_tool
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -29,28 +28,18 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 15_000
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
 def playwright_api() -> ModuleType:
     """`playwright.sync_api`, or a skip (a failure in CI) that says how to get it."""
     try:
         import playwright.sync_api
     except ImportError:
-        unavailable("Playwright for Python is missing: pip install -e '.[dev]'")
+        missing_system_tool("Playwright for Python is missing: pip install -e '.[dev]'")
     return playwright.sync_api
 
 
 def require_chromium() -> None:
     if not CHROMIUM.is_file():
-        unavailable(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium")
+        missing_system_tool(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium")
 
 
 def screenshot(page: "Page", name: str) -> Path:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from starlette.routing import BaseRoute, Match, Mount
 
 from microshop.common.settings import load_settings
 from microshop.server import build_app, resolve
+from tests.system_tools import missing_system_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -75,10 +75,9 @@ def require_tool(name: str, *candidates: Path) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed (see pyproject.toml's dev extras and docs/kubernetes.md)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_system_tool(
+        f"{name} is not installed (see pyproject.toml's dev extras and docs/kubernetes.md)"
+    )
 
 
 def kubectl() -> str:

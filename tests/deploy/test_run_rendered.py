@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import missing_system_tool
 from tests.deploy.conftest import RENDERED
 from tests.deploy.local_cluster import postgresql_binaries, run_locally
 from tests.deploy.manifests import Doc, of_kind, pod_spec
+from tests.system_tools import missing_system_tool
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 # A call each internal service answers with 200 when it is allowed in.

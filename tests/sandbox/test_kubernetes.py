@@ -20,8 +20,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import RunningShop, missing_system_tool
+from tests.conftest import RunningShop
 from tests.sandbox.conftest import SandboxCli, accepts_connections, alive
+from tests.system_tools import missing_system_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

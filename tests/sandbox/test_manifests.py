@@ -13,7 +13,7 @@ import yaml
 from microshop.common.settings import Storage
 from microshop.sandbox import SandboxError
 from microshop.sandbox.manifests import choose_database, move_to_namespace, workloads
-from tests.conftest import missing_system_tool
+from tests.system_tools import missing_system_tool
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
