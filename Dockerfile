@@ -7,13 +7,17 @@
 # Build stage: a virtual environment holding microshop and its dependencies, installed from wheels.
 FROM python:3.12-slim AS build
 # A package mirror can be named at build time: --build-arg PIP_INDEX_URL=https://mirror/simple
+# An offline build takes every wheel from ./wheelhouse instead (deploy/verify/image.sh makes it):
+#   --network none --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/src/wheelhouse
 ARG PIP_INDEX_URL
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ONLY_BINARY=:all:
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
+# pyproject.toml, README.md, src/ and a wheelhouse/ if there is one: .dockerignore keeps the rest out.
+COPY . ./
 # Only microshop itself is built here (by hatchling, in pip's throw-away build environment). pip
 # (and setuptools, which venvs of Python < 3.12 carry) leave the venv: nothing needs them at run time.
 RUN python -m venv /opt/microshop \

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEVELOPMENT := $(VENV)/.development-installed
 
-.PHONY: up test lint e2e bench clean
+.PHONY: up test lint e2e verify-containers bench clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,10 @@ up: $(RUNTIME)
 	$(BIN)/microshop up
 
 lint: $(DEVELOPMENT)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy
+	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/mypy
+	$(BIN)/shellcheck --external-sources .ci/run ci/*.sh deploy/verify/*.sh
 
 test: lint
 	$(BIN)/pytest
@@ -32,8 +33,13 @@ test: lint
 e2e: $(DEVELOPMENT)
 	PYTHON=$(BIN)/python ci/e2e-in-sandbox.sh
 
+# The image built and run, and the manifests run as pods (root, Docker, Podman; docs/kubernetes.md).
+verify-containers: $(DEVELOPMENT)
+	PYTHON=$(BIN)/python deploy/verify/image.sh
+	PYTHON=$(BIN)/python deploy/verify/pods.sh
+
 bench: $(DEVELOPMENT)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts wheelhouse

