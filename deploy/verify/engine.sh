@@ -26,6 +26,8 @@ start_docker_engine() {
     [ "$(id -u)" = 0 ] || fail "a private Docker engine needs root"
     step "starting a private Docker engine (no bridge network, data in $VERIFY_CACHE/docker)"
     mkdir -p "$VERIFY_CACHE/docker"
+    # An engine left by a run that was killed would hold the same data directory.
+    if pkill --full -- "--data-root $VERIFY_CACHE/docker "; then sleep 2; fi
     dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
         --data-root "$VERIFY_CACHE/docker" --exec-root "$RUN_DIRECTORY/exec" \
         --pidfile "$RUN_DIRECTORY/docker.pid" -H "unix://$RUN_DIRECTORY/docker.sock" \

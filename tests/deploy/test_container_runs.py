@@ -24,7 +24,7 @@ TOOLS = ("dockerd", "docker", "podman", "debootstrap", "curl")
 # The first run makes the base image's stand-in (about a minute); later runs reuse it.
 SCRIPT_TIMEOUT_SECONDS = 480
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(SCRIPT_TIMEOUT_SECONDS + 30)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(SCRIPT_TIMEOUT_SECONDS + 90)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,17 +38,27 @@ def container_tools() -> None:
 
 
 def run_script(name: str, **environment: str) -> subprocess.CompletedProcess[str]:
-    """Runs a deploy/verify script with this interpreter (which has the test dependencies)."""
+    """Runs a deploy/verify script with this interpreter (which has the test dependencies).
+
+    Past the timeout the script gets SIGTERM, so that it still stops its engine and containers."""
     path = Path(sys.executable).parent
-    return subprocess.run(
-        [str(VERIFY / name)],
+    command = [str(VERIFY / name)]
+    with subprocess.Popen(
+        command,
         env={**os.environ, "PYTHON": sys.executable, "PATH": f"{path}:{os.environ['PATH']}"}
         | environment,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=SCRIPT_TIMEOUT_SECONDS,
-        check=False,
-    )
+    ) as script:
+        try:
+            stdout, stderr = script.communicate(timeout=SCRIPT_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            script.terminate()
+            stdout, stderr = script.communicate(timeout=60)
+            output = (stdout + stderr)[-6000:]
+            pytest.fail(f"{name} took over {SCRIPT_TIMEOUT_SECONDS} s:\n{output}")
+    return subprocess.CompletedProcess(command, script.returncode, stdout, stderr)
 
 
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
