@@ -3,6 +3,7 @@
 Reads multi-document YAML (`kubectl kustomize` output) on stdin and writes into the directory given
 as the only argument:
   shop.yaml       the pods to play
+  images          the images they run, one per line
   hosts           /etc/hosts for every container: the Services' kube-dns names on 127.0.0.1
   secrets/<name>  each Secret's data, for `podman secret create <name> secrets/<name>`
 
@@ -36,7 +37,8 @@ def hosts_file(documents: list[dict[str, Any]]) -> str:
         if document.get("kind") == "Service":
             name = document["metadata"]["name"]
             namespace = document["metadata"].get("namespace", "default")
-            names += [name, f"{name}.{namespace}", f"{name}.{namespace}.svc.cluster.local"]
+            domain = f"{name}.{namespace}"
+            names += [name, domain, f"{domain}.svc", f"{domain}.svc.cluster.local"]
     return "127.0.0.1\t" + " ".join(names) + "\n"
 
 
@@ -75,8 +77,14 @@ def main() -> None:
         path = directory / "secrets" / secret["metadata"]["name"]
         path.write_text(json.dumps(secret_data(secret)))
     played = [document for document in documents if document.get("kind") in PLAYED_KINDS]
+    images = set()
     for deployment in (document for document in played if document["kind"] == "Deployment"):
-        on_the_host_network(deployment["spec"]["template"]["spec"], directory / "hosts")
+        pod = deployment["spec"]["template"]["spec"]
+        on_the_host_network(pod, directory / "hosts")
+        images |= {
+            container["image"] for container in pod.get("initContainers", []) + pod["containers"]
+        }
+    (directory / "images").write_text("".join(f"{image}\n" for image in sorted(images)))
     with (directory / "shop.yaml").open("w") as output:
         yaml.safe_dump_all(played, output, sort_keys=False)
 

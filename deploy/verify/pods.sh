@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the rendered Kubernetes manifests as real pods with Podman, the closest thing to a cluster a
 # single machine without one allows:
-#   - renders the local overlay (kubectl kustomize), builds the image offline (engine.sh) and loads
+#   - renders the local overlay (kubectl kustomize), builds the image (common.sh) and loads
 #     it into a private Podman store that lives only for this run;
 #   - plays the Deployments with `podman kube play --network host`, after the few changes a host
 #     without a cluster forces (for_podman.py says which);
@@ -10,40 +10,46 @@
 #   - stops the pods (SIGTERM, exit code 0 expected), then `podman kube down`.
 # Any failure exits non-zero with the failing step and the pods' logs.
 #
-# Needs root, podman, catatonit, dockerd and kubectl, and the manifests' ports (3000, 3001, 3002,
-# 3004) free on 127.0.0.1.
+# Needs root, podman, catatonit, dockerd, kubectl and curl, and the manifests' ports (3000, 3001,
+# 3002, 3004) free on 127.0.0.1.
 #   deploy/verify/pods.sh
-#   OVERLAY=deploy/k8s/overlays/production deploy/verify/pods.sh   # another overlay
-#   MANIFEST=rendered.yaml deploy/verify/pods.sh                    # already rendered manifests
+#   MANIFEST=rendered.yaml deploy/verify/pods.sh   # manifests rendered (and changed) elsewhere
 # PYTHON names an interpreter with PyYAML (default: .venv/bin/python, else python3).
 set -euo pipefail
-# shellcheck source=deploy/verify/engine.sh
-source "$(dirname "$0")/engine.sh"
+# shellcheck source=deploy/verify/common.sh
+source "$(dirname "$0")/common.sh"
 cd "$REPOSITORY"
 
-OVERLAY=${OVERLAY:-deploy/k8s/overlays/local}
 MANIFEST=${MANIFEST:-}
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
 # The contract's ports; the manifests' Services use the same ones.
 declare -A PORTS=([api-gateway]=3000 [payment-service]=3001 [order-service]=3002 [db]=3004)
 PODS="$RUN_DIRECTORY/pods"
 PLAYED=
 
+# Every podman command of these scripts uses a store that lives only for this run, never the
+# host's. Its processes (conmon) must not inherit the cache's lock (see lock_cache).
 podman() {
     CONTAINERS_CONF="$REPOSITORY/deploy/verify/containers.conf" command podman \
         --root "$RUN_DIRECTORY/podman/root" --runroot "$RUN_DIRECTORY/podman/run" \
-        --tmpdir "$RUN_DIRECTORY/podman/tmp" "$@"
+        --tmpdir "$RUN_DIRECTORY/podman/tmp" "$@" 9>&-
 }
 
 finish() {
     local status=$?
+    set +e
+    trap '' INT TERM
     if [ -n "$PLAYED" ]; then
         if [ "$status" -ne 0 ]; then show_pod_logs; fi
-        podman kube down "$PODS/shop.yaml" >/dev/null 2>&1 || true
+        podman kube down "$PODS/shop.yaml" >/dev/null 2>&1
     fi
-    if [ -d "$RUN_DIRECTORY/podman" ]; then podman system reset --force >/dev/null 2>&1 || true; fi
+    if [ -d "$RUN_DIRECTORY/podman" ]; then
+        # Only what this run made: `podman system reset` would also delete the host's networks.
+        podman pod rm --all --force >/dev/null 2>&1
+        podman volume rm --all --force >/dev/null 2>&1
+        podman rmi --all --force >/dev/null 2>&1
+        findmnt --list --noheadings --output TARGET | grep "^$RUN_DIRECTORY/" | sort -r \
+            | xargs --no-run-if-empty umount 2>/dev/null
+    fi
     stop_docker_engine
     rm -rf "$RUN_DIRECTORY"
     exit "$status"
@@ -56,10 +62,10 @@ server_containers() { podman ps --all --format '{{.Names}}' | grep -v -- '-infra
 
 show_pod_logs() {
     printf '\n--- pods ---\n' >&2
-    podman ps --all --format '{{.Names}}\t{{.Status}}' >&2 || true
+    podman ps --all --format '{{.Names}}\t{{.Status}}' >&2
     for container in $(server_containers); do
         printf '\n--- %s: last log lines ---\n' "$container" >&2
-        podman logs --tail 60 "$container" >&2 2>&1 || true
+        podman logs --tail 60 "$container" >&2
     done
 }
 
@@ -72,46 +78,43 @@ require_free_ports() {
     done
 }
 
-wait_until_ready() {
-    local service=$1 url="http://127.0.0.1:${PORTS[$1]}" exited
-    for _ in $(seq 150); do
-        if curl --silent --fail --max-time 1 "$url/healthz" >/dev/null \
-            && curl --silent --fail --max-time 1 "$url/readyz" >/dev/null; then
-            return
-        fi
-        exited=$(podman ps --all --filter status=exited --format '{{.Names}}' | grep -v -- '-infra$' || true)
-        [ -z "$exited" ] || fail "containers exited: $exited"
-        sleep 0.2
-    done
-    fail "$service did not answer /healthz and /readyz within 30 s"
+# Pods restart exited containers (restartPolicy Always), so a restart counts as having exited.
+no_container_exited() {
+    local died
+    [ -n "$(server_containers)" ] || fail "no containers are running"
+    # shellcheck disable=SC2046  # one container name per word
+    died=$(podman inspect --format '{{.Name}} {{.State.Status}} {{.RestartCount}}' $(server_containers) \
+        | awk '$2 == "exited" || $3 > 0 { print $1 }' | sed 's/-pod.*//' | sort -u | tr '\n' ' ')
+    [ -z "$died" ] || fail "containers exited: $died"
 }
 
 require_free_ports
 command -v podman >/dev/null || fail "podman not found (Debian: apt-get install podman catatonit)"
 if [ -z "$MANIFEST" ]; then
-    step "rendering $OVERLAY"
+    step "rendering deploy/k8s/overlays/local"
     MANIFEST="$RUN_DIRECTORY/rendered.yaml"
-    kubectl kustomize "$OVERLAY" >"$MANIFEST"
+    kubectl kustomize deploy/k8s/overlays/local >"$MANIFEST"
 fi
 "$PYTHON" deploy/verify/for_podman.py "$PODS" <"$MANIFEST"
 
 start_docker_engine
 build_image
-step "loading $IMAGE into a private Podman store"
+step "loading $IMAGE into a Podman store that lives for this run only"
 mkdir -p "$RUN_DIRECTORY/podman"
 docker save "$IMAGE" | podman load --quiet >/dev/null
 stop_docker_engine
-sed -n 's/^ *image: *//p' "$PODS/shop.yaml" | sort -u | while read -r image; do
-    podman tag "$IMAGE" "$image"
-done
+while read -r image; do podman tag "$IMAGE" "$image"; done <"$PODS/images"
 for secret in "$PODS"/secrets/*; do
     [ -e "$secret" ] && podman secret create "$(basename "$secret")" "$secret" >/dev/null
 done
 
 step "podman kube play --network host (the manifests' Deployments as pods)"
+require_free_ports
 PLAYED=1
 podman kube play --network host "$PODS/shop.yaml" >/dev/null || fail "podman kube play failed"
-for service in db payment-service order-service api-gateway; do wait_until_ready "$service"; done
+for service in db payment-service order-service api-gateway; do
+    wait_until_ready "$service" "http://127.0.0.1:${PORTS[$service]}" no_container_exited
+done
 podman ps --format '{{.Names}}\t{{.Status}}'
 
 step "securityContext and limits as the manifests ask"
@@ -133,7 +136,8 @@ for container in $(server_containers); do
     code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
     [ "$code" = 0 ] || fail "$container exited with code $code on SIGTERM"
 done
-podman kube down "$PODS/shop.yaml" >/dev/null
+podman kube down "$PODS/shop.yaml" >/dev/null 2>"$RUN_DIRECTORY/kube-down.log" \
+    || { cat "$RUN_DIRECTORY/kube-down.log" >&2; fail "podman kube down failed"; }
 PLAYED=
 
 step "the manifests ran as pods: secured, limited, serving orders, stopped cleanly"

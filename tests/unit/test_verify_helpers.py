@@ -89,11 +89,12 @@ DEPLOYMENT = {
 }
 
 
-def inspected(**host_config: Any) -> dict[str, Any]:
+def inspected(bounding_capabilities: tuple[str, ...] = (), **host_config: Any) -> dict[str, Any]:
     return {
         "Name": "db-pod-0-server",
         "Config": {"User": "10001:10001"},
         "EffectiveCaps": [],
+        "BoundingCaps": list(bounding_capabilities),
         "HostConfig": {
             "ReadonlyRootfs": True,
             "SecurityOpt": ["no-new-privileges"],
@@ -112,6 +113,14 @@ def test_check_pods_compares_each_setting_with_the_manifest() -> None:
     assert check_pods.actual(inspected()) == wanted
     assert check_pods.actual(inspected(ReadonlyRootfs=False)) != wanted
     assert check_pods.actual(inspected(Memory=0)) != wanted
+    assert check_pods.actual(inspected(("CAP_CHOWN",))) != wanted
+
+
+def test_check_pods_fails_a_container_whose_manifest_leaves_a_setting_out() -> None:
+    container = {"name": "server", "resources": {"limits": {"cpu": "1"}}}
+    wanted = check_pods.expected({}, container)
+    assert wanted["cpu limit"] == 10**9
+    assert wanted["memory limit"] is None and wanted["read-only root"] is None
 
 
 def test_for_podman_changes_only_what_one_host_forces(tmp_path: Path) -> None:
