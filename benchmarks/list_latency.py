@@ -25,6 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_results  # noqa: E402
 from tests.conftest import start_shop  # noqa: E402
 from tests.postgres import BINARY_DIRECTORIES, PostgresServer, free_port  # noqa: E402
 
@@ -176,14 +177,11 @@ def main() -> None:
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         )
         document = ROOT / "docs" / "storage-scaling.md"
-        text = document.read_text()
-        start = text.index("<!-- results -->") + len("<!-- results -->")
-        end = text.index("<!-- /results -->")
-        measured = (
-            f"\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine}, "
-            f"{REQUESTS_PER_CASE} sequential requests per case:\n\n{table}\n\n"
+        write_results(
+            document,
+            f"Measured {time.strftime('%Y-%m-%d')} on {machine}, "
+            f"{REQUESTS_PER_CASE} sequential requests per case:\n\n{table}",
         )
-        document.write_text(text[:start] + measured + text[end:])
 
 
 if __name__ == "__main__":

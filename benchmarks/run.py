@@ -25,6 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_results  # noqa: E402
 from tests.conftest import start_shop  # noqa: E402
 
 RESULTS = ROOT / "docs" / "performance-results.json"
@@ -199,15 +200,12 @@ def main() -> None:
 
 def write_report(results_table: str, machine: str, memory: dict[str, float]) -> None:
     """Replaces the measured part of docs/performance.md, between its two markers."""
-    text = REPORT.read_text()
-    start = text.index("<!-- results -->") + len("<!-- results -->")
-    end = text.index("<!-- /results -->")
     resident = ", ".join(f"{name} {megabytes} MB" for name, megabytes in memory.items())
-    measured = (
-        f"\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine}:\n\n{results_table}\n\n"
-        f"Resident memory after those runs and the extra orders: {resident}.\n\n"
+    write_results(
+        REPORT,
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine}:\n\n{results_table}\n\n"
+        f"Resident memory after those runs and the extra orders: {resident}.",
     )
-    REPORT.write_text(text[:start] + measured + text[end:])
 
 
 if __name__ == "__main__":

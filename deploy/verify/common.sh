@@ -24,6 +24,21 @@ fi
 RUN_DIRECTORY=$(mktemp -d /tmp/microshop-verify.XXXXXX)
 DOCKER_PID=
 
+# At exit, on success or failure: the script's own clean_up STATUS (its containers; it must
+# tolerate running at any point), then the engine and the run directory go.
+finish() {
+    local status=$?
+    set +e
+    trap '' INT TERM
+    clean_up "$status"
+    stop_docker_engine
+    rm -rf "$RUN_DIRECTORY"
+    exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 

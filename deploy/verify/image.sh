@@ -25,24 +25,15 @@ PREFIX="microshop-verify-$$"
 VOLUME="$PREFIX-data"
 declare -A PORTS
 
-finish() {
-    local status=$?
-    set +e
-    trap '' INT TERM
-    if [ -n "$DOCKER_PID" ]; then
-        if [ "$status" -ne 0 ]; then show_container_logs; fi
-        for service in "${SERVICES[@]}"; do
-            docker rm --force "$PREFIX-$service" >/dev/null 2>&1
-        done
-        docker volume rm --force "$VOLUME" >/dev/null 2>&1
-    fi
-    stop_docker_engine
-    rm -rf "$RUN_DIRECTORY"
-    exit "$status"
+clean_up() {
+    local status=$1
+    [ -n "$DOCKER_PID" ] || return 0
+    if [ "$status" -ne 0 ]; then show_container_logs; fi
+    for service in "${SERVICES[@]}"; do
+        docker rm --force "$PREFIX-$service" >/dev/null 2>&1
+    done
+    docker volume rm --force "$VOLUME" >/dev/null 2>&1
 }
-trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 show_container_logs() {
     for service in "${SERVICES[@]}"; do

@@ -34,10 +34,8 @@ podman() {
         --tmpdir "$RUN_DIRECTORY/podman/tmp" "$@" 9>&-
 }
 
-finish() {
-    local status=$?
-    set +e
-    trap '' INT TERM
+clean_up() {
+    local status=$1
     if [ -n "$PLAYED" ]; then
         if [ "$status" -ne 0 ]; then show_pod_logs; fi
         podman kube down "$PODS/shop.yaml" >/dev/null 2>&1
@@ -50,13 +48,7 @@ finish() {
         findmnt --list --noheadings --output TARGET | grep "^$RUN_DIRECTORY/" | sort -r \
             | xargs --no-run-if-empty umount 2>/dev/null
     fi
-    stop_docker_engine
-    rm -rf "$RUN_DIRECTORY"
-    exit "$status"
 }
-trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 server_containers() { podman ps --all --format '{{.Names}}' | grep -v -- '-infra$' || true; }
 

@@ -1,9 +1,9 @@
 """The end-to-end suite: the shop's contract, checked against whatever gateway
 `MICROSHOP_GATEWAY_URL` names (a sandbox, a cluster, a laptop).
 
-It assumes nothing about the data already there: every test uses customers of its own. Without
-`MICROSHOP_GATEWAY_URL` every test here is skipped, so plain `pytest` does not run these twice
-(tests/integration covers the same ground against a shop of its own).
+It assumes nothing about the data already there: every test uses customers of its own. Plain
+`pytest` leaves this folder out (`testpaths` in pyproject.toml), since tests/integration covers the
+same ground against a shop of its own; run it by name, `pytest tests/e2e`, with a gateway named.
 """
 
 import os
@@ -20,13 +20,12 @@ GATEWAY_URL_VARIABLE = "MICROSHOP_GATEWAY_URL"
 def gateway_url() -> str:
     url = os.environ.get(GATEWAY_URL_VARIABLE)
     if not url:
-        pytest.skip(f"{GATEWAY_URL_VARIABLE} is not set: no gateway to test end to end")
+        pytest.fail(
+            f"{GATEWAY_URL_VARIABLE} is not set: name the gateway to test, or run "
+            "ci/e2e-in-sandbox.sh to test a fresh sandbox",
+            pytrace=False,
+        )
     return url.rstrip("/")
-
-
-@pytest.fixture(autouse=True)
-def require_gateway(gateway_url: str) -> None:
-    """Skips every test of this folder when no gateway is named."""
 
 
 @pytest.fixture(scope="session")

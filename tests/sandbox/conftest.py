@@ -20,6 +20,7 @@ import pytest
 
 from microshop.supervisor import service_ports
 from tests.conftest import free_base_port
+from tests.system_tools import missing_system_tool
 
 CLI_TIMEOUT_SECONDS = 120.0
 PROC = Path("/proc")
@@ -131,7 +132,7 @@ def layout(base_port: int) -> list[int]:
 @pytest.fixture
 def sandbox_cli(tmp_path: Path) -> Iterator[SandboxCli]:
     if not PROC.is_dir():
-        pytest.skip("these tests find leftover processes through /proc (Linux)")
+        missing_system_tool("these tests find leftover processes through /proc (Linux only)")
     cli = SandboxCli(tmp_path / "home")
     yield cli
     cli.run("delete", "--all")  # whatever the test did, no shop outlives it
