@@ -72,7 +72,8 @@ class Service:
     async def check_dependency(self, client: ServiceClient) -> None:
         """Ready only while a service we cannot work without answers its liveness check."""
         response = await client.request("GET", "/healthz", timeout=READINESS_TIMEOUT_SECONDS)
-        if response.status != 200:
+        # A peer without health endpoints (the seed's) is alive while it answers HTTP at all.
+        if response.status != 200 and not response.route_missing:
             raise Problem(503, f"{client.target} is not healthy (status {response.status}).")
 
     async def healthz(self, request: Request) -> Response:
@@ -140,5 +141,5 @@ def create_app(service: Service) -> Starlette:
 async def relay(client: ServiceClient, path: str, params: dict[str, str] | None = None) -> Response:
     """Answers with what another service answered to a GET, body untouched."""
     answer = await client.request("GET", path, params=params)
-    answer.raise_for_problem(client.target)
+    answer.raise_for_problem()
     return Response(answer.body, status_code=answer.status, media_type="application/json")

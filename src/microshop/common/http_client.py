@@ -9,12 +9,12 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
-from pydantic import HttpUrl
+from pydantic import BaseModel, HttpUrl, TypeAdapter, ValidationError
 
 from microshop.common.errors import Problem
 from microshop.common.logs import request_id_var
@@ -26,6 +26,8 @@ logger = logging.getLogger("microshop.http_client")
 
 RETRY_BACKOFF_SECONDS = 0.05
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class DownstreamUnavailable(Problem):
@@ -47,6 +49,7 @@ class DownstreamTimeout(Problem):
 
 @dataclass(frozen=True, slots=True)
 class DownstreamResponse:
+    target: str
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
@@ -54,7 +57,48 @@ class DownstreamResponse:
     def json(self) -> Any:
         return orjson.loads(self.body)
 
-    def raise_for_problem(self, target: str) -> None:
+    def read(self, model: type[ModelT]) -> ModelT:
+        """The body as `model`; an answer that is not what was asked for is a failed call (502)."""
+        try:
+            return model.model_validate_json(self.body)
+        except ValidationError:
+            raise self.unreadable() from None
+
+    def read_list(self, adapter: TypeAdapter[list[ModelT]]) -> list[ModelT]:
+        try:
+            return adapter.validate_json(self.body)
+        except ValidationError:
+            raise self.unreadable() from None
+
+    def unreadable(self) -> Problem:
+        logger.warning("%s answered %d with an unreadable body", self.target, self.status)
+        return Problem(502, f"{self.target} gave an answer that could not be read.")
+
+    def problem_inside(self) -> Problem:
+        """The error in a problem document that a peer passed on with a success status, as the
+        seed's services do with whatever their own peer answered."""
+        with contextlib.suppress(orjson.JSONDecodeError):
+            body = self.json()
+            status = body.get("status") if isinstance(body, dict) else None
+            if isinstance(status, int) and 400 <= status < 600:
+                detail = body.get("detail")
+                return Problem(
+                    status if status in (503, 504) or status < 500 else 502,
+                    detail if isinstance(detail, str) else None,
+                )
+        return self.unreadable()
+
+    @property
+    def is_problem(self) -> bool:
+        return self.headers.get("Content-Type", "").startswith("application/problem+json")
+
+    @property
+    def route_missing(self) -> bool:
+        """A 404 or 405 that is not a problem document: the peer has no such route at all, as the
+        seed's services, which answer an HTML page, have none of our extensions."""
+        return self.status in (404, 405) and not self.is_problem
+
+    def raise_for_problem(self) -> None:
         """Passes a downstream error on: 4xx, 503 and 504 as they are, any other 5xx as 502."""
         if self.status < 400:
             return
@@ -68,7 +112,7 @@ class DownstreamResponse:
                 else None
             )
             raise Problem(self.status, detail, headers=headers)
-        raise Problem(502, f"{target} failed with status {self.status}.")
+        raise Problem(502, f"{self.target} failed with status {self.status}.")
 
 
 class HttpSession:
@@ -182,7 +226,7 @@ class ServiceClient:
                 metrics.downstream_seconds.labels(self.target).observe(
                     time.perf_counter() - started
                 )
-                return DownstreamResponse(response.status, response.headers, body)
+                return DownstreamResponse(self.target, response.status, response.headers, body)
             except (aiohttp.ClientError, aiohttp.ConnectionTimeoutError) as error:
                 metrics.downstream_calls.labels(self.target, "unavailable").inc()
                 if attempt == attempts:

@@ -52,7 +52,7 @@ async def read_model(request: Request, model: type[ModelT]) -> ModelT:
                 )
             except UnicodeDecodeError:
                 raise Problem(400, "The form body is not valid UTF-8.") from None
-            return model.model_validate(fields, context={"form": True})
+            return model.model_validate(fields)
         return model.model_validate_json(body)
     except ValidationError as error:
         if error.errors()[0]["type"] == "json_invalid":

@@ -1,15 +1,17 @@
 """The shop's wire models, shared by every service so that all four agree on one contract."""
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationInfo,
+    TypeAdapter,
     field_validator,
 )
 from typing_extensions import TypedDict
@@ -39,12 +41,16 @@ class OrderStatus(StrEnum):
     DECLINED = "declined"
 
 
-def reject_text_number(value: Any, info: ValidationInfo) -> Any:
-    """JSON prices must be numbers; only a form, where everything is text, may send "100"."""
-    is_form = bool(info.context and info.context.get("form"))
-    if isinstance(value, str) and not is_form:
-        raise ValueError("must be a number, not a string")
+DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+"""A number written out in ASCII digits: what a form sends, and what the seed's gateway forwards."""
+
+
+def number_or_decimal_text(value: Any) -> Any:
+    """A price is a number, or text holding a decimal number ("20", "10.50"), as the seed's gateway
+    forwards a form; other text, other scripts' digits and booleans are refused."""
     if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value.strip()):
         raise ValueError("must be a number")
     return value
 
@@ -72,7 +78,7 @@ class OrderCreate(BaseModel):
     price: Money
     customer: Name
 
-    _price_is_a_number = field_validator("price", mode="before")(reject_text_number)
+    _price_is_a_number = field_validator("price", mode="before")(number_or_decimal_text)
 
     _names_are_text = field_validator("item", "customer", mode="before")(printable_text)
 
@@ -86,7 +92,7 @@ class TransactionCreate(BaseModel):
     amount: Money | None = None
     success: bool | None = None
 
-    _amount_is_a_number = field_validator("amount", mode="before")(reject_text_number)
+    _amount_is_a_number = field_validator("amount", mode="before")(number_or_decimal_text)
 
 
 class ListQuery(BaseModel):
@@ -103,6 +109,15 @@ class OrderListQuery(ListQuery):
     customer: Annotated[str | None, Field(min_length=1, max_length=200)] = None
 
     _customer_is_text = field_validator("customer", mode="before")(printable_text)
+
+    def admits(self, order: "ReceivedOrder") -> bool:
+        """Whether `order` belongs after `after` and passes the filters: the seed's services ignore
+        query strings and answer every order, so a reader applies the query itself too."""
+        return (
+            order.id > self.after
+            and (self.status is None or order.status == self.status)
+            and (self.customer is None or order.customer == self.customer)
+        )
 
 
 def price_to_json(cents: int) -> int | float:
@@ -148,3 +163,68 @@ class OrderWithTransaction(TypedDict):
 
 class TransactionEnvelope(TypedDict):
     transaction: Transaction
+
+
+# What a service reads from its peers. Readers are tolerant (Postel): a peer may be one of the
+# seed's Node.js services, which send no `status`, `success` or `amount`, keep a price as the text
+# they were sent, and may hold orders that were never validated. Only what is needed is required.
+
+PeerPrice = Annotated[
+    Annotated[Money, BeforeValidator(number_or_decimal_text)] | Any,
+    Field(union_mode="left_to_right"),
+]
+"""A price as a number when it is one; anything else the seed's db stored is passed on as it is."""
+
+
+class ReceivedOrder(BaseModel):
+    """An order as a db or order-service answers it; `status` is None where the peer has none."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: OrderId
+    item: Any = None
+    price: PeerPrice = None
+    customer: Any = None
+    status: OrderStatus | None = None
+    success: bool | None = None
+
+    @property
+    def amount(self) -> Decimal | None:
+        """The price, when it is one that can be charged."""
+        return self.price if isinstance(self.price, Decimal) else None
+
+    def settled_by(self, transaction: "ReceivedTransaction | None") -> "ReceivedOrder":
+        """This order with the status its payment gives it; pending while there is none."""
+        if transaction is None:
+            return self.model_copy(update={"status": OrderStatus.PENDING, "success": None})
+        status = OrderStatus.PAID if transaction.success else OrderStatus.DECLINED
+        return self.model_copy(update={"status": status, "success": transaction.success})
+
+
+class ReceivedTransaction(BaseModel):
+    """A transaction as a db or payment-service answers it; the seed's has no `amount`."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+    id: Any = None
+    order_id: OrderId | None = Field(default=None, alias="orderId")
+    success: bool = True
+    amount: PeerPrice = None
+
+
+class ReceivedPlacement(BaseModel):
+    """The answer to creating or reading one order: the seed's order-service sends only the
+    transaction, the seed's db only the order."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order: ReceivedOrder | None = None
+    transaction: ReceivedTransaction | None = None
+
+    @property
+    def status(self) -> OrderStatus:
+        return (self.order and self.order.status) or OrderStatus.PENDING
+
+
+ReceivedOrders = TypeAdapter(list[ReceivedOrder])
+ReceivedTransactions = TypeAdapter(list[ReceivedTransaction])

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,11 +44,14 @@ from microshop.services.db.repository import (
 logger = logging.getLogger("microshop.db")
 
 
-async def storage_unavailable(request: Request, error: Exception) -> Response:
+def storage_problem(error: Exception, **extensions: Any) -> Problem:
     """The database is down or slow: the client may retry, nothing half-done was kept."""
     logger.warning("storage unavailable: %s", error)
-    problem = Problem(503, "The database is unavailable.", headers={"Retry-After": "1"})
-    return problem_response(problem, request)
+    return Problem(503, "The database is unavailable.", headers={"Retry-After": "1"}, **extensions)
+
+
+async def storage_unavailable(request: Request, error: Exception) -> Response:
+    return problem_response(storage_problem(error), request)
 
 
 class DbService(Service):
@@ -121,13 +125,21 @@ class DbService(Service):
         return JSONResponse(found)
 
     async def create_order(self, request: Request) -> Response:
-        order = await read_model(request, OrderCreate)
         try:
+            order = await read_model(request, OrderCreate)
             result = await self.repository.create_order(order, idempotency_key_from(request))
         except IdempotencyKeyReused:
             raise Problem(
-                422, f"This {IDEMPOTENCY_HEADER} was already used with a different body."
+                422,
+                f"This {IDEMPOTENCY_HEADER} was already used with a different body.",
+                order={},
             ) from None
+        except Problem as problem:
+            # The seed's order-service reads `order.id` from every answer and crashes without it.
+            problem.extensions.setdefault("order", {})
+            raise
+        except StorageUnavailable as error:
+            raise storage_problem(error, order={}) from None
         stored: OrderWithTransaction = result.value
         return JSONResponse(
             stored,

@@ -2,7 +2,6 @@
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -10,15 +9,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from microshop.common.app import Service, create_app, relay
+from microshop.common.app import Service, create_app
 from microshop.common.inputs import (
     IDEMPOTENCY_HEADER,
     idempotency_key_from,
     order_id_from,
+    order_not_found,
     read_model,
     read_query,
 )
-from microshop.common.models import Order, OrderCreate, OrderListQuery, OrderWithTransaction
+from microshop.common.models import (
+    Order,
+    OrderCreate,
+    OrderListQuery,
+    OrderWithTransaction,
+    ReceivedOrder,
+    ReceivedOrders,
+    ReceivedPlacement,
+    ReceivedTransaction,
+    ReceivedTransactions,
+)
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -32,6 +42,8 @@ class Gateway(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.orders = self.http.client("order-service", settings.order_service_url)
+        # Asked only when order-service lists orders without their payment (the seed's does).
+        self.payments = self.http.client("payment-service", settings.payment_service_url)
         # Placing an order is two calls in order-service (db, then payment): give it time for both.
         self.place_order_timeout = settings.request_timeout * 2 + 0.5
 
@@ -69,23 +81,45 @@ class Gateway(Service):
 
     async def list_orders(self, request: Request) -> Response:
         query = read_query(request, OrderListQuery)
-        params = query.model_dump(mode="json", exclude_none=True)
-        page = await self.fetch_orders(params)
+        orders = await self._fetch_orders(query)
+        page = orders[: query.limit]
         headers = {}
-        if len(page) == query.limit and await self.fetch_orders(
-            {**params, "limit": 1, "after": page[-1]["id"]}
+        if page and (
+            len(orders) > query.limit
+            or (
+                len(page) == query.limit
+                and await self._fetch_orders(
+                    query.model_copy(update={"limit": 1, "after": page[-1].id})
+                )
+            )
         ):
-            next_query = urlencode({**params, "after": page[-1]["id"]})
-            headers["Link"] = f'</orders?{next_query}>; rel="next"'
-        return JSONResponse(page, headers=headers)
+            next_query = query.model_copy(update={"after": page[-1].id})
+            headers["Link"] = f'</orders?{urlencode(_query_parameters(next_query))}>; rel="next"'
+        return JSONResponse([order.model_dump(mode="json") for order in page], headers=headers)
 
-    async def fetch_orders(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        answer = await self.orders.request(
-            "GET", "/orders", params={name: str(value) for name, value in params.items()}
-        )
-        answer.raise_for_problem(self.orders.target)
-        orders: list[dict[str, Any]] = answer.json()
-        return orders
+    async def _fetch_orders(self, query: OrderListQuery) -> list[ReceivedOrder]:
+        """One page from order-service; a peer that ignores the query (the seed's) answers every
+        order, so the query is applied here too, and orders without a status are joined with
+        their transactions, as the seed's gateway did."""
+        answer = await self.orders.request("GET", "/orders", params=_query_parameters(query))
+        answer.raise_for_problem()
+        orders = answer.read_list(ReceivedOrders)
+        if any(order.status is None for order in orders):
+            transactions = await self._transactions_by_order()
+            orders = [
+                order if order.status else order.settled_by(transactions.get(order.id))
+                for order in orders
+            ]
+        return [order for order in orders if query.admits(order)]
+
+    async def _transactions_by_order(self) -> dict[int, ReceivedTransaction]:
+        answer = await self.payments.request("GET", "/transactions", params={"limit": "1000"})
+        answer.raise_for_problem()
+        by_order: dict[int, ReceivedTransaction] = {}
+        for transaction in answer.read_list(ReceivedTransactions):
+            if transaction.order_id is not None:
+                by_order.setdefault(transaction.order_id, transaction)
+        return by_order
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
@@ -99,16 +133,49 @@ class Gateway(Service):
             idempotent=True,
             timeout=self.place_order_timeout,
         )
-        answer.raise_for_problem(self.orders.target)
-        return Response(
-            answer.body,
-            status_code=answer.status,
-            media_type="application/json",
-            headers={"Location": answer.headers["Location"]},
+        answer.raise_for_problem()
+        placed = answer.read(ReceivedPlacement)
+        if placed.order is not None:
+            return Response(
+                answer.body,
+                status_code=answer.status,
+                media_type="application/json",
+                headers={"Location": answer.headers.get("Location", f"/orders/{placed.order.id}")},
+            )
+        # The seed's order-service answers with the transaction alone, with status 200 even
+        # when it is a problem that it passes on; the order is then the one that was sent.
+        transaction = placed.transaction
+        if transaction is None:
+            raise answer.problem_inside()
+        if transaction.order_id is None:
+            raise answer.unreadable()
+        stored = ReceivedOrder(id=transaction.order_id, **order.model_dump())
+        placed = ReceivedPlacement(order=stored.settled_by(transaction), transaction=transaction)
+        return JSONResponse(
+            placed.model_dump(mode="json"),
+            status_code=201,
+            headers={"Location": f"/orders/{stored.id}"},
         )
 
     async def get_order(self, request: Request) -> Response:
-        return await relay(self.orders, f"/orders/{order_id_from(request)}")
+        order_id = order_id_from(request)
+        answer = await self.orders.request("GET", f"/orders/{order_id}")
+        if not answer.route_missing:
+            answer.raise_for_problem()
+            return Response(answer.body, status_code=answer.status, media_type="application/json")
+        # order-service has no single-order route (the seed's): find the order in the list.
+        found = await self._fetch_orders(OrderListQuery(after=order_id - 1, limit=1))
+        if not found or found[0].id != order_id:
+            raise order_not_found(order_id)
+        transaction = (await self._transactions_by_order()).get(order_id)
+        placed = ReceivedPlacement(order=found[0], transaction=transaction)
+        return JSONResponse(placed.model_dump(mode="json"))
+
+
+def _query_parameters(query: OrderListQuery) -> dict[str, str]:
+    return {
+        name: str(value) for name, value in query.model_dump(mode="json", exclude_none=True).items()
+    }
 
 
 def create(settings: Settings) -> Starlette:

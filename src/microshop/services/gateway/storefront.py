@@ -7,6 +7,7 @@ and nothing is loaded from the internet; it uses only the gateway's public API.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Literal
 
@@ -40,8 +41,14 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-Check = Callable[[], Awaitable[str]]
-"""Asks one service whether it is ready; returns its version, raises when it is not."""
+Check = Callable[[], Awaitable["Readiness"]]
+"""Asks one service whether it is ready; raises when it is not."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    version: str | None
+    health_endpoint: bool = True
 
 
 class ServiceHealth(BaseModel):
@@ -49,9 +56,22 @@ class ServiceHealth(BaseModel):
 
     service: str
     state: Literal["up", "down"]
-    version: str | None = Field(description="The version the service reports; null when down.")
+    version: str | None = Field(
+        description="The version the service reports; null when down or when it has none."
+    )
     latency_ms: float = Field(description="How long the readiness check took.")
     error: str | None = Field(description="Why the service is down; null when up.")
+    health_endpoint: bool = Field(
+        default=True,
+        description="False for a service without /readyz (the seed's): it is up while it answers "
+        "HTTP at all.",
+    )
+
+
+class ServiceIdentity(BaseModel):
+    """What this page reads of a service's /readyz answer."""
+
+    version: str | None = None
 
 
 class ShopStatus(BaseModel):
@@ -61,11 +81,11 @@ class ShopStatus(BaseModel):
 async def probe(service: str, check: Check) -> ServiceHealth:
     """Never raises: a service that fails or does not answer in time is reported down."""
     started = time.perf_counter()
-    version: str | None = None
+    readiness = Readiness(version=None)
     error: str | None = None
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + PROBE_GRACE_SECONDS):
-            version = await check()
+            readiness = await check()
     except TimeoutError:
         error = f"{service} did not answer within {PROBE_TIMEOUT_SECONDS:g} s."
     except Problem as problem:
@@ -75,20 +95,23 @@ async def probe(service: str, check: Check) -> ServiceHealth:
     return ServiceHealth(
         service=service,
         state="down" if error else "up",
-        version=version,
+        version=readiness.version,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         error=error,
+        health_endpoint=readiness.health_endpoint,
     )
 
 
 def readyz_of(client: ServiceClient) -> Check:
-    async def check() -> str:
+    async def check() -> Readiness:
         # One attempt, no retries: the panel shows what a caller would see right now.
         answer = await client.request(
             "GET", "/readyz", timeout=PROBE_TIMEOUT_SECONDS, idempotent=False
         )
-        answer.raise_for_problem(client.target)
-        return str(answer.json()["version"])
+        if answer.route_missing:  # no health endpoint of its own, but it answers: it is up
+            return Readiness(version=None, health_endpoint=False)
+        answer.raise_for_problem()
+        return Readiness(version=answer.read(ServiceIdentity).version)
 
     return check
 
@@ -123,10 +146,10 @@ class Storefront:
         return HTMLResponse(self.page, headers=PAGE_HEADERS)
 
     async def status(self, request: Request) -> Response:
-        async def own_readiness() -> str:
+        async def own_readiness() -> Readiness:
             # The gateway's own /readyz, asked in process: it needs no address for itself.
             await self.gateway.readyz(request)
-            return __version__
+            return Readiness(version=__version__)
 
         checks: list[tuple[str, Check]] = [(self.gateway.name, own_readiness)]
         checks += [(client.target, readyz_of(client)) for client in self.others]

@@ -9,9 +9,9 @@ of order-service replicas may sweep at once: the db records one transaction per 
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
@@ -35,12 +35,18 @@ from microshop.common.models import (
     OrderListQuery,
     OrderStatus,
     OrderWithTransaction,
+    ReceivedOrder,
+    ReceivedOrders,
+    ReceivedPlacement,
+    ReceivedTransactions,
+    decimal_to_number,
 )
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 
 MAX_SWEEP_BACKOFF_SECONDS = 30.0
+SWEEP_PAGE_SIZE = 100
 SWEEP_TIMEOUT_FACTOR = 5
 """Nobody waits on a sweep, so a slow payment-service gets this many times the usual timeout."""
 
@@ -55,6 +61,13 @@ class OrderService(Service):
         self.db = self.http.client("db", settings.db_service_url)
         self.payments = self.http.client("payment-service", settings.payment_service_url)
         self.sweeper: asyncio.Task[None] | None = None
+        self._settling: set[int] = set()
+        """Orders being charged by a request right now, which a sweep leaves alone."""
+        self._uncharged_since: dict[int, float] = {}
+        # The longest a request can take to store an order and charge it (two calls, retries).
+        self._placing_time_limit = (
+            2 * (settings.request_timeout + settings.retries * settings.connect_timeout) + 1.0
+        )
         registry = self.metrics.registry
         self.orders_placed = Counter(
             "orders_placed",
@@ -120,97 +133,149 @@ class OrderService(Service):
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
         key = idempotency_key_from(request) or uuid.uuid4().hex
-        stored = await self.db.request(
+        answer = await self.db.request(
             "POST",
             "/orders",
             json=order.model_dump(mode="json"),
             headers={IDEMPOTENCY_HEADER: key},
             idempotent=True,
         )
-        stored.raise_for_problem(self.db.target)
-        placed: dict[str, Any] = stored.json()
-        if placed["order"]["status"] == OrderStatus.PENDING:
-            placed = await self.settle(placed)
-        status = placed["order"]["status"]
+        answer.raise_for_problem()
+        placed = answer.read(ReceivedPlacement)
+        if placed.order is None:
+            raise answer.unreadable()
+        stored = placed.order
+        # A db without statuses (the seed's) never settles an order: every new one is charged.
+        if stored.status in (None, OrderStatus.PENDING):
+            self._settling.add(stored.id)
+            try:
+                placed = await self._settle(stored)
+            finally:
+                self._settling.discard(stored.id)
+        status = placed.status
         self.orders_placed.labels(status).inc()
-        pending = status == OrderStatus.PENDING
         return JSONResponse(
-            placed,
-            status_code=202 if pending else 201,
-            headers={"Location": f"/orders/{placed['order']['id']}"},
+            placed.model_dump(mode="json"),
+            status_code=202 if status is OrderStatus.PENDING else 201,
+            headers={"Location": f"/orders/{stored.id}"},
         )
 
     async def settle_pending_orders_forever(self) -> None:
-        """Sweeps at start-up and then periodically; backs off while a dependency is down."""
+        """Sweeps at start-up and then periodically; backs off while payment or db is down."""
         interval = self.settings.settle_interval
         delay = interval
         while True:
             try:
-                await self.settle_pending_orders()
-                delay = interval
+                left_pending = await self.settle_pending_orders()
             except Problem as problem:
-                delay = min(delay * 2, MAX_SWEEP_BACKOFF_SECONDS)
-                logger.warning("pending orders not settled (%s); next try in %g s", problem, delay)
+                left_pending = -1
+                logger.warning("pending orders not settled: %s", problem)
             except Exception:
-                delay = min(delay * 2, MAX_SWEEP_BACKOFF_SECONDS)
-                logger.exception("sweep for pending orders failed; next try in %g s", delay)
+                left_pending = -1
+                logger.exception("sweep for pending orders failed")
+            delay = interval if left_pending == 0 else min(delay * 2, MAX_SWEEP_BACKOFF_SECONDS)
             await asyncio.sleep(delay)
 
-    async def settle_pending_orders(self) -> None:
-        """Charges every pending order, oldest first, until payment fails to take one."""
-        after = 0
+    async def settle_pending_orders(self) -> int:
+        """Charges pending orders, oldest first, until payment fails to take one; returns how
+        many are left pending."""
+        pending = await self._pending_orders()
         settled = 0
-        waiting = 0
-        while True:
-            answer = await self.db.request(
-                "GET", "/orders", params={"status": "pending", "after": str(after), "limit": "100"}
+        for position, order in enumerate(pending):
+            result = await self._settle(
+                order, timeout=self.settings.request_timeout * SWEEP_TIMEOUT_FACTOR
             )
-            answer.raise_for_problem(self.db.target)
-            page: list[dict[str, Any]] = answer.json()
-            if not page:
-                break
-            for order in page:
-                if waiting:  # payment failed once this sweep: only count what is left
-                    waiting += 1
-                    continue
-                result = await self.settle(
-                    {"order": order, "transaction": None},
-                    timeout=self.settings.request_timeout * SWEEP_TIMEOUT_FACTOR,
-                )
-                if result["order"]["status"] == OrderStatus.PENDING:
-                    waiting += 1
-                else:
-                    settled += 1
-            after = page[-1]["id"]
-        self.orders_waiting.set(waiting)
+            if result.status is OrderStatus.PENDING:
+                left = len(pending) - position
+                self.orders_waiting.set(left)
+                logger.info("settled %d pending orders, %d left for later", settled, left)
+                return left
+            settled += 1
+        self.orders_waiting.set(0)
         if settled:
             logger.info("settled %d pending orders", settled)
-        if waiting:
-            raise DownstreamUnavailable(self.payments.target)
+        return 0
 
-    async def settle(self, placed: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def _pending_orders(self) -> list[ReceivedOrder]:
+        """Every pending order, oldest first, each once, read a page at a time.
+
+        Paging stops as soon as a page brings nothing new, so a db that ignores the query (the
+        seed's, which answers every order each time) is read once, never in a loop.
+        """
+        query = OrderListQuery(status=OrderStatus.PENDING, limit=SWEEP_PAGE_SIZE)
+        pending: dict[int, ReceivedOrder] = {}
+        while True:
+            answer = await self.db.request(
+                "GET", "/orders", params=query.model_dump(mode="json", exclude_none=True)
+            )
+            answer.raise_for_problem()
+            page = answer.read_list(ReceivedOrders)
+            if any(order.status is None for order in page):
+                return await self._uncharged(page)
+            for order in page:
+                if query.admits(order):
+                    pending.setdefault(order.id, order)
+            last = max((order.id for order in page), default=query.after)
+            if len(page) < query.limit or last <= query.after:
+                return sorted(pending.values(), key=lambda order: order.id)
+            query = query.model_copy(update={"after": last})
+
+    async def _uncharged(self, orders: list[ReceivedOrder]) -> list[ReceivedOrder]:
+        """From a db that keeps no status (the seed's): the orders that have no transaction.
+
+        Such a db records every charge it is sent, so an order is taken only once it has been
+        without a transaction for longer than placing an order can take: a charge still on its
+        way, from this process or another replica, is never made a second time.
+        """
+        answer = await self.db.request("GET", "/transactions", params={"limit": "1000"})
+        answer.raise_for_problem()
+        charged = {transaction.order_id for transaction in answer.read_list(ReceivedTransactions)}
+        now = time.monotonic()
+        uncharged = {
+            order.id: order
+            for order in orders
+            if order.id not in charged and order.id not in self._settling
+        }
+        self._uncharged_since = {
+            order_id: self._uncharged_since.get(order_id, now) for order_id in uncharged
+        }
+        return [
+            order
+            for order_id, order in sorted(uncharged.items())
+            if now - self._uncharged_since[order_id] >= self._placing_time_limit
+        ]
+
+    async def _settle(
+        self, order: ReceivedOrder, timeout: float | None = None
+    ) -> ReceivedPlacement:
         """Charges a pending order; if payment cannot be reached in time it stays pending."""
-        order = placed["order"]
+        still_pending = ReceivedPlacement(order=order.settled_by(None), transaction=None)
+        charge: dict[str, object] = {"orderId": order.id}
+        if order.amount is not None:
+            charge["amount"] = decimal_to_number(order.amount)
         try:
             answer = await self.payments.request(
                 "POST",
                 "/transactions",
-                json={"orderId": order["id"], "amount": order["price"]},
+                json=charge,
                 idempotent=True,  # at most one transaction per order, whatever is repeated
                 timeout=timeout,
             )
         except (DownstreamUnavailable, DownstreamTimeout):
-            return placed
+            return still_pending
         if answer.status in (502, 503, 504):
-            return placed
-        answer.raise_for_problem(self.payments.target)
-        transaction = answer.json()["transaction"]
-        success = transaction["success"]
-        status = OrderStatus.PAID if success else OrderStatus.DECLINED
-        return {
-            "order": {**order, "status": status.value, "success": success},
-            "transaction": transaction,
-        }
+            return still_pending
+        answer.raise_for_problem()
+        transaction = answer.read(ReceivedPlacement).transaction
+        if transaction is None:
+            # The seed's payment-service passes a failure of the db on with status 200.
+            problem = answer.problem_inside()
+            if problem.status >= 500:
+                return still_pending
+            raise problem
+        if transaction.amount is None:  # the seed's transactions carry no amount
+            transaction = transaction.model_copy(update={"amount": order.price})
+        return ReceivedPlacement(order=order.settled_by(transaction), transaction=transaction)
 
 
 def create(settings: Settings) -> Starlette:

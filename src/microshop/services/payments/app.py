@@ -11,17 +11,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from microshop.common.app import Service, create_app, relay
-from microshop.common.inputs import read_model, read_query
+from microshop.common.app import Service, create_app
+from microshop.common.errors import Problem
+from microshop.common.inputs import order_not_found, read_model, read_query
 from microshop.common.middleware import FaultInjectionMiddleware
 from microshop.common.models import (
     ListQuery,
+    ReceivedOrder,
+    ReceivedOrders,
+    ReceivedPlacement,
+    ReceivedTransaction,
+    ReceivedTransactions,
     Transaction,
     TransactionCreate,
     TransactionEnvelope,
     decimal_to_number,
 )
 from microshop.common.openapi import ApiRoute
+from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 
 logger = logging.getLogger("microshop.payments")
@@ -33,6 +40,9 @@ class PaymentService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.db = self.http.client("db", settings.db_service_url)
+        self._db_records_every_charge = False
+        """Learnt from the db's answers: the seed's db keeps no single transaction per order, so
+        this service then looks for an earlier charge before it records one."""
         self.payments = Counter(
             "payments", "Payments recorded, by result.", ["result"], registry=self.metrics.registry
         )
@@ -75,31 +85,105 @@ class PaymentService(Service):
 
     async def list_transactions(self, request: Request) -> Response:
         query = read_query(request, ListQuery)
-        return await relay(self.db, "/transactions", query.model_dump(mode="json"))
+        answer = await self.db.request("GET", "/transactions", params=query.model_dump(mode="json"))
+        answer.raise_for_problem()
+        transactions = answer.read_list(ReceivedTransactions)
+        if any(transaction.amount is None for transaction in transactions):
+            transactions = await self._decided(transactions)
+        return JSONResponse([transaction.model_dump(mode="json") for transaction in transactions])
 
     async def create_transaction(self, request: Request) -> Response:
         payment = await read_model(request, TransactionCreate)
-        amount = payment.amount
-        if amount is None:
-            # The seed's callers send only the order id; the price is then read from the db.
-            found = await self.db.request("GET", f"/orders/{payment.order_id}")
-            found.raise_for_problem(self.db.target)
-            amount = Decimal(str(found.json()["order"]["price"]))
+        # The seed's callers send only the order id; the price is then read from the db.
+        amount = payment.amount or await self._price_of(payment.order_id)
+        success = self.approves(amount)
+        if self._db_records_every_charge:
+            recorded = await self._recorded_transaction(payment.order_id)
+            if recorded is not None:
+                return self._answer(
+                    recorded.model_copy(update={"success": success, "amount": amount}), 200
+                )
         answer = await self.db.request(
             "POST",
             "/transactions",
             json={
                 "orderId": payment.order_id,
                 "amount": decimal_to_number(amount),
-                "success": self.approves(amount),
+                "success": success,
             },
             idempotent=True,  # the db records at most one transaction per order
         )
-        answer.raise_for_problem(self.db.target)
-        if answer.status == 201:
-            success = answer.json()["transaction"]["success"]
+        answer.raise_for_problem()
+        transaction = answer.read(ReceivedPlacement).transaction
+        if transaction is None:
+            raise answer.problem_inside()
+        created = answer.status == 201
+        if transaction.amount is None:
+            # The seed's db: it records whatever it is sent, always as a success, with no amount.
+            self._db_records_every_charge = created = True
+            transaction = transaction.model_copy(update={"success": success, "amount": amount})
+        if created:
             self.payments.labels("approved" if success else "declined").inc()
-        return Response(answer.body, status_code=answer.status, media_type="application/json")
+        return self._answer(transaction, 201 if created else 200)
+
+    def _answer(self, transaction: ReceivedTransaction, status: int) -> Response:
+        return JSONResponse(
+            {"transaction": transaction.model_dump(mode="json")}, status_code=status
+        )
+
+    async def _decided(self, transactions: list[ReceivedTransaction]) -> list[ReceivedTransaction]:
+        """Transactions of a db that keeps no decisions (the seed's records every payment as a
+        success, with no amount), with the amount and the decision this service's rule gives."""
+        self._db_records_every_charge = True
+        answer = await self.db.request("GET", "/orders", params={"limit": "1000"})
+        answer.raise_for_problem()
+        prices = {order.id: order.amount for order in answer.read_list(ReceivedOrders)}
+        decided = []
+        for transaction in transactions:
+            amount = transaction.amount or prices.get(transaction.order_id or 0)
+            if transaction.amount is None and amount is not None:
+                transaction = transaction.model_copy(
+                    update={"amount": amount, "success": self.approves(amount)}
+                )
+            decided.append(transaction)
+        return decided
+
+    async def _price_of(self, order_id: int) -> Decimal:
+        answer = await self.db.request("GET", f"/orders/{order_id}")
+        if answer.route_missing:
+            # The seed's db has no single-order route: the order is found in its list instead.
+            self._db_records_every_charge = True
+            order = await self._listed_order(order_id)
+        else:
+            answer.raise_for_problem()
+            order = answer.read(ReceivedPlacement).order
+        if order is None:
+            raise order_not_found(order_id)
+        if order.amount is None:
+            raise Problem(422, f"Order {order_id} has no price that can be charged.")
+        return order.amount
+
+    async def _listed_order(self, order_id: int) -> ReceivedOrder | None:
+        answer = await self.db.request(
+            "GET", "/orders", params={"after": str(order_id - 1), "limit": "1"}
+        )
+        answer.raise_for_problem()
+        return next(
+            (order for order in answer.read_list(ReceivedOrders) if order.id == order_id), None
+        )
+
+    async def _recorded_transaction(self, order_id: int) -> ReceivedTransaction | None:
+        """The transaction a db that keeps every charge already has for this order, if any."""
+        answer = await self.db.request("GET", "/transactions", params={"limit": "1000"})
+        answer.raise_for_problem()
+        return next(
+            (
+                transaction
+                for transaction in answer.read_list(ReceivedTransactions)
+                if transaction.order_id == order_id
+            ),
+            None,
+        )
 
 
 def create(settings: Settings) -> Starlette:

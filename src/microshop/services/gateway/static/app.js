@@ -273,9 +273,12 @@ function serviceItem(service) {
   name.textContent = service.service;
   const detail = document.createElement("span");
   detail.className = "detail";
+  const identity = service.health_endpoint
+    ? `version ${service.version}`
+    : "answers, has no health endpoint";
   detail.textContent =
     service.state === "up"
-      ? `version ${service.version}, ${latency(service.latency_ms)}`
+      ? `${identity}, ${latency(service.latency_ms)}`
       : `After ${latency(service.latency_ms)}: ${service.error}`;
   item.append(name, badge(service.state, service.state), detail);
   return item;
