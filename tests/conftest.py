@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from microshop.services import SERVICES
-from microshop.supervisor import service_ports
+from microshop.services import SERVICES, service_ports
 from tests.postgres import free_port, postgres
 
 __all__ = ["free_port", "postgres"]

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from microshop.common.app import Service
 from microshop.common.logs import configure_logging
 from microshop.common.settings import Settings
-from microshop.services import SERVICES, ServiceSpec
+from microshop.services import ServiceSpec
 
 logger = logging.getLogger("microshop.server")
 
@@ -72,9 +72,3 @@ def serve(spec: ServiceSpec, settings: Settings) -> None:
         backlog=2048,
     )
     GracefulServer(config, app.state.service, settings.drain_seconds).run()
-
-
-def resolve(name: str) -> ServiceSpec:
-    """A service by its Kubernetes name (`order-service`) or its package name (`orders`)."""
-    aliases = {"gateway": "api-gateway", "orders": "order-service", "payments": "payment-service"}
-    return SERVICES[aliases.get(name, name)]

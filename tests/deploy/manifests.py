@@ -22,7 +22,8 @@ import yaml
 from starlette.routing import BaseRoute, Match, Mount
 
 from microshop.common.settings import load_settings
-from microshop.server import build_app, resolve
+from microshop.server import build_app
+from microshop.services import resolve
 from tests.system_tools import missing_system_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from microshop.supervisor import service_ports
+from microshop.services import service_ports
 from tests.conftest import free_base_port
 from tests.system_tools import missing_system_tool
 

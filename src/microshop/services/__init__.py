@@ -1,25 +1,60 @@
-"""The four services of the shop and where each one listens by default."""
+"""The shop's topology: its four services, where each listens, and how they find each other."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What the supervisor, the CLI and the manifests need to know about one service."""
+    """What the supervisor, the CLI, the sandboxes and the manifests know about one service."""
 
     name: str
     module: str
     default_port: int
+    url_setting: str | None
+    """The `MICROSHOP_*_URL` variable that tells its callers where it is; None for the gateway,
+    which nothing calls."""
 
     @property
     def port_offset(self) -> int:
         return self.default_port - GATEWAY.default_port
 
 
-GATEWAY = ServiceSpec("api-gateway", "microshop.services.gateway.app", 3000)
-PAYMENTS = ServiceSpec("payment-service", "microshop.services.payments.app", 3001)
-ORDERS = ServiceSpec("order-service", "microshop.services.orders.app", 3002)
-DB = ServiceSpec("db", "microshop.services.db.app", 3004)
+GATEWAY = ServiceSpec("api-gateway", "microshop.services.gateway.app", 3000, None)
+PAYMENTS = ServiceSpec(
+    "payment-service", "microshop.services.payments.app", 3001, "MICROSHOP_PAYMENT_SERVICE_URL"
+)
+ORDERS = ServiceSpec(
+    "order-service", "microshop.services.orders.app", 3002, "MICROSHOP_ORDER_SERVICE_URL"
+)
+DB = ServiceSpec("db", "microshop.services.db.app", 3004, "MICROSHOP_DB_SERVICE_URL")
 
 SERVICES: dict[str, ServiceSpec] = {spec.name: spec for spec in (DB, PAYMENTS, ORDERS, GATEWAY)}
 """Every service by name, in start-up order: each one only calls services listed before it."""
+
+URL_SETTINGS: dict[str, str] = {
+    spec.name: spec.url_setting for spec in SERVICES.values() if spec.url_setting is not None
+}
+"""Each called service's name and the variable that holds its URL."""
+
+ALIASES = {"gateway": "api-gateway", "orders": "order-service", "payments": "payment-service"}
+"""The package names of the services, accepted wherever a service is named."""
+
+
+def resolve(name: str) -> ServiceSpec:
+    """A service by its Kubernetes name (`order-service`) or its package name (`orders`)."""
+    return SERVICES[ALIASES.get(name, name)]
+
+
+def service_ports(base_port: int) -> dict[str, int]:
+    """The seed's layout moved to `base_port`: gateway +0, payment +1, order +2, db +4."""
+    return {name: base_port + spec.port_offset for name, spec in SERVICES.items()}
+
+
+def service_urls(host: str, ports: Mapping[str, int]) -> dict[str, str]:
+    return {name: f"http://{host}:{port}" for name, port in ports.items()}
+
+
+def wiring_environment(urls: Mapping[str, str]) -> dict[str, str]:
+    """The `MICROSHOP_*_URL` settings that point the services at each other."""
+    return {setting: urls[name] for name, setting in URL_SETTINGS.items()}
