@@ -14,7 +14,7 @@ from pathlib import Path
 
 from microshop.common.models import OrderCreate
 from microshop.common.settings import Settings, Storage
-from microshop.services.db.repository import open_repository
+from microshop.services.db.storage import open_repository
 
 
 async def time_per_order(storage: Storage, orders: int) -> float:

@@ -10,7 +10,8 @@ from sqlalchemy import Connection, create_engine, text
 
 from microshop.common.settings import Settings
 from microshop.services.db.database import MIGRATIONS, engine_for, migrate
-from microshop.services.db.repository import SCHEMA_REVISION, open_repository
+from microshop.services.db.repository import SCHEMA_REVISION
+from microshop.services.db.storage import open_repository
 from microshop.services.db.tables import metadata
 from tests.postgres import PostgresServer
 

@@ -14,8 +14,8 @@ from microshop.services.db.repository import (
     IdempotencyKeyReused,
     OrderNotFound,
     Repository,
-    open_repository,
 )
+from microshop.services.db.storage import open_repository
 from tests.postgres import PostgresServer
 
 ORDER = OrderCreate(item="t-shirt", price=Decimal(100), customer="Gregor")

@@ -38,20 +38,20 @@ from microshop.services.db.repository import (
     IdempotencyKeyReused,
     OrderNotFound,
     StorageUnavailable,
-    open_repository,
 )
+from microshop.services.db.storage import open_repository
 
 logger = logging.getLogger("microshop.db")
 
 
-def storage_problem(error: Exception, **extensions: Any) -> Problem:
+def _storage_problem(error: Exception, **extensions: Any) -> Problem:
     """The database is down or slow: the client may retry, nothing half-done was kept."""
     logger.warning("storage unavailable: %s", error)
     return Problem(503, "The database is unavailable.", headers={"Retry-After": "1"}, **extensions)
 
 
-async def storage_unavailable(request: Request, error: Exception) -> Response:
-    return problem_response(storage_problem(error), request)
+async def _storage_unavailable(request: Request, error: Exception) -> Response:
+    return problem_response(_storage_problem(error), request)
 
 
 class DbService(Service):
@@ -73,7 +73,7 @@ class DbService(Service):
         await self.repository.ping()
 
     def exception_handlers(self) -> Mapping[type[Exception], ExceptionHandler]:
-        return {StorageUnavailable: storage_unavailable}
+        return {StorageUnavailable: _storage_unavailable}
 
     def routes(self) -> Sequence[BaseRoute]:
         return [
@@ -139,8 +139,8 @@ class DbService(Service):
             problem.extensions.setdefault("order", {})
             raise
         except StorageUnavailable as error:
-            raise storage_problem(error, order={}) from None
-        stored: OrderWithTransaction = result.value
+            raise _storage_problem(error, order={}) from None
+        stored = result.value
         return JSONResponse(
             stored,
             status_code=201 if result.created else 200,

@@ -77,7 +77,9 @@ class PostgresRepository:
         async with self.reading() as connection:
             await connection.execute(text("SELECT 1"))
 
-    async def create_order(self, order: OrderCreate, idempotency_key: str | None) -> Created:
+    async def create_order(
+        self, order: OrderCreate, idempotency_key: str | None
+    ) -> Created[OrderWithTransaction]:
         """Stores a pending order; with a known key, returns the order stored the first time."""
         order_fingerprint = fingerprint(order) if idempotency_key else None
         values = {
@@ -176,7 +178,7 @@ class PostgresRepository:
 
     async def record_transaction(
         self, order_id: int, success: bool, amount_cents: int | None
-    ) -> Created:
+    ) -> Created[Transaction]:
         """Records the payment and settles the order in one database transaction, at most once.
 
         A repeated request for an order that already has a transaction returns that transaction.

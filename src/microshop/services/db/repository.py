@@ -8,7 +8,7 @@ and the unique `order_id` makes a second payment for the same order impossible.
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from microshop.common.models import (
     ListQuery,
@@ -21,13 +21,13 @@ from microshop.common.models import (
     price_to_json,
     to_cents,
 )
-from microshop.common.settings import Settings, Storage
 
 logger = logging.getLogger("microshop.db")
 
-SQLITE_FILE_NAME = "microshop.sqlite3"
 SCHEMA_REVISION = "0001"
 """The newest migration under migrations/versions: what this code expects to find."""
+
+RecordT = TypeVar("RecordT")
 
 SUCCESS_BY_STATUS = {OrderStatus.PAID: True, OrderStatus.DECLINED: False, OrderStatus.PENDING: None}
 
@@ -49,10 +49,10 @@ class AmountMismatch(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Created:
+class Created(Generic[RecordT]):
     """What a write returns: the stored record and whether this call created it."""
 
-    value: Any
+    value: RecordT
     created: bool
 
 
@@ -95,7 +95,9 @@ class Repository(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def create_order(self, order: OrderCreate, idempotency_key: str | None) -> Created:
+    async def create_order(
+        self, order: OrderCreate, idempotency_key: str | None
+    ) -> Created[OrderWithTransaction]:
         """Stores a pending order; with a known key, returns the order stored the first time."""
 
     async def get_order(self, order_id: int) -> OrderWithTransaction: ...
@@ -106,21 +108,5 @@ class Repository(Protocol):
 
     async def record_transaction(
         self, order_id: int, success: bool, amount_cents: int | None
-    ) -> Created:
+    ) -> Created[Transaction]:
         """Records the payment and settles its order at most once; a repeat returns the first."""
-
-
-def open_repository(settings: Settings) -> Repository:
-    # Imported here so that each process loads only the driver it uses.
-    if settings.storage is Storage.POSTGRESQL:
-        from microshop.services.db.database import engine_for
-        from microshop.services.db.postgresql import PostgresRepository
-
-        return PostgresRepository(engine_for(settings))
-    from microshop.services.db.sqlite import SqliteRepository
-
-    if settings.storage is Storage.MEMORY:
-        logger.warning("memory storage: every order is lost when the db service stops")
-        return SqliteRepository(None)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteRepository(settings.data_dir / SQLITE_FILE_NAME)

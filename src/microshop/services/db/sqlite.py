@@ -8,7 +8,6 @@ without awaiting, so one connection serves every request and transactions never 
 
 import asyncio
 import logging
-import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -95,9 +94,9 @@ class SqliteRepository:
     async def migrate(self) -> None:
         """Brings the schema to `SCHEMA_REVISION`, if it is behind.
 
-        A file is migrated by a short-lived `microshop db migrate` process, so this server never
-        loads Alembic and SQLAlchemy (30 MB it would keep for its lifetime); an in-memory database
-        can only be reached through this connection, so it is migrated here.
+        A file is migrated by a short-lived process (`microshop.services.db.storage`), so this
+        server never loads Alembic and SQLAlchemy (30 MB it would keep for its lifetime); an
+        in-memory database can only be reached through this connection, so it is migrated here.
         """
         if self.schema_revision() == SCHEMA_REVISION:
             return
@@ -110,14 +109,8 @@ class SqliteRepository:
         migration = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "microshop",
-            "db",
-            "migrate",
-            env={
-                **os.environ,
-                "MICROSHOP_STORAGE": "sqlite",
-                "MICROSHOP_DATA_DIR": str(self.path.parent),
-            },
+            "microshop.services.db.storage",
+            str(self.path),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -131,7 +124,9 @@ class SqliteRepository:
     async def ping(self) -> None:
         self.query("SELECT 1")
 
-    async def create_order(self, order: OrderCreate, idempotency_key: str | None) -> Created:
+    async def create_order(
+        self, order: OrderCreate, idempotency_key: str | None
+    ) -> Created[OrderWithTransaction]:
         order_fingerprint = fingerprint(order) if idempotency_key else None
         with self.transaction() as connection:
             if idempotency_key:
@@ -199,7 +194,7 @@ class SqliteRepository:
 
     async def record_transaction(
         self, order_id: int, success: bool, amount_cents: int | None
-    ) -> Created:
+    ) -> Created[Transaction]:
         with self.transaction() as connection:
             existing = self.transaction_for(order_id)
             if existing is not None:
