@@ -23,7 +23,7 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_REQUEST_ID_LENGTH = 200
 
 
-def incoming_context(scope: Scope) -> tuple[str, SpanContext | None]:
+def _incoming_context(scope: Scope) -> tuple[str, SpanContext | None]:
     """The client's request id (or a new one) and the trace it continues, if any."""
     request_id = None
     parent = None
@@ -50,7 +50,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id, parent = incoming_context(scope)
+        request_id, parent = _incoming_context(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0

@@ -95,12 +95,16 @@ class TransactionCreate(BaseModel):
     _amount_is_a_number = field_validator("amount", mode="before")(number_or_decimal_text)
 
 
+MAX_PAGE_SIZE = 1000
+
+
 class ListQuery(BaseModel):
-    """Keyset pagination over ids, the same on every list endpoint."""
+    """Keyset pagination over ids, the same on every internal list endpoint. A caller may ask for
+    one more than a page, to learn from the same answer whether another page follows."""
 
     model_config = ConfigDict(extra="ignore")
 
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE + 1)] = 100
     after: Annotated[int, Field(ge=0, le=MAX_ORDER_ID)] = 0
 
 
@@ -118,6 +122,12 @@ class OrderListQuery(ListQuery):
             and (self.status is None or order.status == self.status)
             and (self.customer is None or order.customer == self.customer)
         )
+
+
+class OrderPageQuery(OrderListQuery):
+    """The gateway's public list: a page holds at most `MAX_PAGE_SIZE` orders."""
+
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 100
 
 
 def price_to_json(cents: int) -> int | float:

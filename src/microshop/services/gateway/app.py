@@ -22,6 +22,7 @@ from microshop.common.models import (
     Order,
     OrderCreate,
     OrderListQuery,
+    OrderPageQuery,
     OrderWithTransaction,
     ReceivedOrder,
     ReceivedOrders,
@@ -57,7 +58,7 @@ class Gateway(Service):
                 self.list_orders,
                 methods=["GET"],
                 summary="List orders with their payment status, a page at a time.",
-                query=OrderListQuery,
+                query=OrderPageQuery,
                 responses={200: list[Order]},
             ),
             ApiRoute(
@@ -80,19 +81,12 @@ class Gateway(Service):
         ]
 
     async def list_orders(self, request: Request) -> Response:
-        query = read_query(request, OrderListQuery)
-        orders = await self._fetch_orders(query)
+        query = read_query(request, OrderPageQuery)
+        # One more than a page: whether it comes back says if a next page exists.
+        orders = await self._fetch_orders(query.model_copy(update={"limit": query.limit + 1}))
         page = orders[: query.limit]
         headers = {}
-        if page and (
-            len(orders) > query.limit
-            or (
-                len(page) == query.limit
-                and await self._fetch_orders(
-                    query.model_copy(update={"limit": 1, "after": page[-1].id})
-                )
-            )
-        ):
+        if len(orders) > query.limit:
             next_query = query.model_copy(update={"after": page[-1].id})
             headers["Link"] = f'</orders?{urlencode(_query_parameters(next_query))}>; rel="next"'
         return JSONResponse([order.model_dump(mode="json") for order in page], headers=headers)

@@ -78,7 +78,7 @@ class ShopStatus(BaseModel):
     services: list[ServiceHealth]
 
 
-async def probe(service: str, check: Check) -> ServiceHealth:
+async def _probe(service: str, check: Check) -> ServiceHealth:
     """Never raises: a service that fails or does not answer in time is reported down."""
     started = time.perf_counter()
     readiness = Readiness(version=None)
@@ -102,7 +102,7 @@ async def probe(service: str, check: Check) -> ServiceHealth:
     )
 
 
-def readyz_of(client: ServiceClient) -> Check:
+def _readyz_of(client: ServiceClient) -> Check:
     async def check() -> Readiness:
         # One attempt, no retries: the panel shows what a caller would see right now.
         answer = await client.request(
@@ -152,6 +152,6 @@ class Storefront:
             return Readiness(version=__version__)
 
         checks: list[tuple[str, Check]] = [(self.gateway.name, own_readiness)]
-        checks += [(client.target, readyz_of(client)) for client in self.others]
-        services = await asyncio.gather(*(probe(name, check) for name, check in checks))
+        checks += [(client.target, _readyz_of(client)) for client in self.others]
+        services = await asyncio.gather(*(_probe(name, check) for name, check in checks))
         return JSONResponse(ShopStatus(services=list(services)).model_dump(mode="json"))

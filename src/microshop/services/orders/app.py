@@ -83,7 +83,7 @@ class OrderService(Service):
 
     async def start(self) -> None:
         await super().start()
-        self.sweeper = asyncio.create_task(self.settle_pending_orders_forever())
+        self.sweeper = asyncio.create_task(self._settle_pending_orders_forever())
 
     async def stop(self) -> None:
         if self.sweeper is not None:
@@ -160,13 +160,13 @@ class OrderService(Service):
             headers={"Location": f"/orders/{stored.id}"},
         )
 
-    async def settle_pending_orders_forever(self) -> None:
+    async def _settle_pending_orders_forever(self) -> None:
         """Sweeps at start-up and then periodically; backs off while payment or db is down."""
         interval = self.settings.settle_interval
         delay = interval
         while True:
             try:
-                left_pending = await self.settle_pending_orders()
+                left_pending = await self._settle_pending_orders()
             except Problem as problem:
                 left_pending = -1
                 logger.warning("pending orders not settled: %s", problem)
@@ -176,7 +176,7 @@ class OrderService(Service):
             delay = interval if left_pending == 0 else min(delay * 2, MAX_SWEEP_BACKOFF_SECONDS)
             await asyncio.sleep(delay)
 
-    async def settle_pending_orders(self) -> int:
+    async def _settle_pending_orders(self) -> int:
         """Charges pending orders, oldest first, until payment fails to take one; returns how
         many are left pending."""
         pending = await self._pending_orders()
