@@ -14,17 +14,14 @@ from rich.table import Table
 
 from microshop import __version__
 from microshop.bench import progress_bar, run_bench
-from microshop.common.settings import ConfigurationError, Settings, Storage, load_settings
+from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.sandbox.cli import sandbox_app
-from microshop.server import resolve, serve
-from microshop.services import SERVICES
-from microshop.services.db.repository import (
-    SQLITE_FILE_NAME,
-    StorageUnavailable,
-    open_repository,
-)
+from microshop.server import serve
+from microshop.services import SERVICES, resolve
+from microshop.services.db.repository import StorageUnavailable
+from microshop.services.db.storage import migrate
 from microshop.supervisor import StartError, Supervisor, run_until_signalled
-from microshop.terminal import USAGE_ERROR, console, fail
+from microshop.terminal import USAGE_ERROR, command_name, console, fail
 
 app = typer.Typer(
     help="microshop: a microservices shop on your laptop and on Kubernetes.",
@@ -95,26 +92,10 @@ def migrate_command() -> None:
             code=USAGE_ERROR,
         )
     try:
-        if settings.storage is Storage.SQLITE:
-            # Imported here: `microshop serve` must not load Alembic into every service.
-            from microshop.services.db.database import upgrade_sqlite
-
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            path = settings.data_dir / SQLITE_FILE_NAME
-            upgrade_sqlite(lambda: sqlite3.connect(path))
-        else:
-            uvloop.run(migrate_postgresql(settings))
+        uvloop.run(migrate(settings))
     except (OSError, sqlite3.Error, StorageUnavailable) as error:
         fail(f"cannot migrate {settings.storage.value} storage: {error}", code=1)
     console.print(f"{settings.storage.value} storage is up to date")
-
-
-async def migrate_postgresql(settings: Settings) -> None:
-    repository = open_repository(settings)
-    try:
-        await repository.migrate()
-    finally:
-        await repository.close()
 
 
 @app.command("bench")
@@ -208,25 +189,39 @@ def up_command(
 ) -> None:
     """Start all four services on 127.0.0.1 and keep them running until Ctrl-C."""
     environment = {"MICROSHOP_STORAGE": storage.value}
+    flags = {"storage": "--storage"}  # the settings given as options, named as typed
     if data_dir is not None:
         environment["MICROSHOP_DATA_DIR"] = str(data_dir.resolve())
+        flags["data_dir"] = "--data-dir"
     if database is not None:
         environment["MICROSHOP_DATABASE_URL"] = database
+        flags["database_url"] = "--database"
     if console.is_terminal and "MICROSHOP_LOG_FORMAT" not in os.environ:
         environment["MICROSHOP_LOG_FORMAT"] = "console"
     try:
         load_settings(
-            **{key.removeprefix("MICROSHOP_").lower(): value for key, value in environment.items()}
+            flags,
+            **{key.removeprefix("MICROSHOP_").lower(): value for key, value in environment.items()},
         )
     except ConfigurationError as error:
         fail(str(error), code=USAGE_ERROR)
     supervisor = Supervisor(base_port, environment, service_line_printer(), state_file)
+    console.print(
+        f"starting {', '.join(SERVICES)} on 127.0.0.1, each once the ones it calls are up",
+        highlight=False,
+    )
 
     def announce() -> None:
         console.print(
-            f"\n[bold green]microshop is up:[/] {supervisor.gateway_url}  (Ctrl-C stops it)\n",
+            f"\n[bold green]microshop is up:[/] {supervisor.gateway_url}  (Ctrl-C stops it)",
             highlight=False,
         )
+        command = command_name()
+        if command != "microshop":
+            activate = Path(command).parent / "activate"
+            on_path = f" (`source {activate}` puts it on PATH)" if activate.is_file() else ""
+            console.print(f"the command line is {command}{on_path}", highlight=False)
+        console.print()
 
     try:
         uvloop.run(run_until_signalled(supervisor, announce))

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import aiohttp
 
-from microshop.services import SERVICES, ServiceSpec
+from microshop.ports import port_holder, port_is_free
+from microshop.services import (
+    SERVICES,
+    ServiceSpec,
+    service_ports,
+    service_urls,
+    wiring_environment,
+)
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -28,12 +35,6 @@ MAX_RESTART_DELAY_SECONDS = 10.0
 STABLE_AFTER_SECONDS = 30.0
 LOG_TAIL_LINES = 40
 
-URL_SETTINGS = {
-    "order-service": "MICROSHOP_ORDER_SERVICE_URL",
-    "payment-service": "MICROSHOP_PAYMENT_SERVICE_URL",
-    "db": "MICROSHOP_DB_SERVICE_URL",
-}
-
 OutputSink = Callable[[str, list[str]], None]
 """Receives a service's name and the lines it printed."""
 OUTPUT_CHUNK_BYTES = 64 * 1024
@@ -41,20 +42,6 @@ OUTPUT_CHUNK_BYTES = 64 * 1024
 
 class StartError(Exception):
     """A service did not become ready; the message carries the end of its output."""
-
-
-def service_ports(base_port: int) -> dict[str, int]:
-    """The seed's layout moved to `base_port`: gateway +0, payment +1, order +2, db +4."""
-    return {name: base_port + spec.port_offset for name, spec in SERVICES.items()}
-
-
-def service_urls(host: str, ports: Mapping[str, int]) -> dict[str, str]:
-    return {name: f"http://{host}:{port}" for name, port in ports.items()}
-
-
-def wiring_environment(urls: Mapping[str, str]) -> dict[str, str]:
-    """The `MICROSHOP_*_URL` settings that point the services at each other."""
-    return {setting: urls[name] for name, setting in URL_SETTINGS.items()}
 
 
 @dataclass
@@ -135,7 +122,10 @@ class Supervisor:
             managed.output_tail.append(line)
             self.output(managed.spec.name, [line])
 
-    async def wait_ready(self, managed: ManagedProcess, session: aiohttp.ClientSession) -> None:
+    async def wait_until(
+        self, managed: ManagedProcess, session: aiohttp.ClientSession, path: str
+    ) -> None:
+        """Until the service answers `path` with 200; a StartError if it exits or takes too long."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.stopping.is_set():  # Ctrl-C while starting: stop waiting
@@ -147,11 +137,11 @@ class Supervisor:
                 raise StartError(self.failure_report(managed, "exited during start-up"))
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(
-                    managed.url + "/readyz", timeout=aiohttp.ClientTimeout(total=1)
+                    managed.url + path, timeout=aiohttp.ClientTimeout(total=1)
                 ) as response:
                     if response.status == 200:
                         return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         raise StartError(
             self.failure_report(managed, f"not ready after {READY_TIMEOUT_SECONDS:g} s")
         )
@@ -162,16 +152,39 @@ class Supervisor:
 
     async def start(self) -> None:
         """Starts every service and returns once all are ready; stops them all if one is not."""
+        self._check_ports_are_free()
         try:
-            for managed in self.processes.values():
-                await self.spawn(managed)
             async with aiohttp.ClientSession() as session:
-                await asyncio.gather(
-                    *(self.wait_ready(managed, session) for managed in self.processes.values())
-                )
+                # Each after the services it calls are up, so that none starts by failing to
+                # reach another.
+                for managed in self.processes.values():
+                    await self.spawn(managed)
+                    await self.wait_until(managed, session, "/healthz")
+                for managed in self.processes.values():
+                    await self.wait_until(managed, session, "/readyz")
         except BaseException:
             await self.stop()
             raise
+
+    def _check_ports_are_free(self) -> None:
+        """Before anything starts, so that a second `microshop up` (or any other program on one
+        of the ports) is a short clear error rather than four services failing to start."""
+        taken = [
+            f"port {managed.port} ({name}) is in use by "
+            + (port_holder(managed.port) or "another program")
+            for name, managed in self.processes.items()
+            if not port_is_free(managed.port)
+        ]
+        if taken:
+            raise StartError(
+                "\n".join(
+                    [
+                        *taken,
+                        "Stop what holds them (another `microshop up`?), or start on other ports "
+                        "with --base-port.",
+                    ]
+                )
+            )
 
     async def watch(self) -> None:
         """Restarts any service that dies, until `stopping` is set."""

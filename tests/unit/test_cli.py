@@ -38,7 +38,7 @@ def test_a_sqlite_db_service_never_loads_sqlalchemy(tmp_path: Path) -> None:
     """Migrations run in their own short process: the server stays 30 MB smaller."""
     program = (
         "import asyncio, sys; from microshop.common.settings import Settings;"
-        "from microshop.services.db.repository import open_repository;"
+        "from microshop.services.db.storage import open_repository;"
         f"repository = open_repository(Settings(data_dir={str(tmp_path)!r}));"
         "asyncio.run(repository.migrate()); import microshop.cli;"
         "print(sorted({name.split('.')[0] for name in sys.modules} & {'sqlalchemy', 'alembic'}))"
@@ -54,3 +54,17 @@ def test_bad_log_level_is_refused() -> None:
     result = run_cli("serve", "db", MICROSHOP_LOG_LEVEL="verbose")
     assert result.returncode == 2
     assert "MICROSHOP_LOG_LEVEL" in result.stderr
+
+
+def test_flags_have_no_type_placeholder_in_help() -> None:
+    result = run_cli("up", "--help")
+    assert result.returncode == 0
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
+def test_a_bad_option_is_named_as_typed() -> None:
+    result = run_cli("up", "--database", "mysql://x")
+    assert result.returncode == 2
+    assert "--database: must start with postgresql://" in result.stderr
+    assert "MICROSHOP_DATABASE_URL" not in result.stderr

@@ -120,5 +120,7 @@ def configure_logging(service: str, log_format: LogFormat, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "asyncio"):
+    # uvicorn's start and stop lines repeat what each service says itself; Alembic lists its
+    # plugins at every migration.
+    for noisy in ("uvicorn.access", "uvicorn.error", "alembic.runtime.plugins", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,6 +1,7 @@
 """Configuration from `MICROSHOP_*` environment variables (12-factor): never from code edits."""
 
 import os
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -77,12 +78,18 @@ class Settings(BaseSettings):
     def upper_case_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def postgresql_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().split("://", 1)[0] not in (
+            POSTGRESQL_SCHEMES
+        ):
+            raise ValueError("must start with postgresql://")
+        return value
+
     @model_validator(mode="after")
     def database_url_selects_postgresql(self) -> "Settings":
         if self.database_url is not None:
-            scheme = self.database_url.get_secret_value().split("://", 1)[0]
-            if scheme not in POSTGRESQL_SCHEMES:
-                raise ValueError("MICROSHOP_DATABASE_URL must start with postgresql://")
             object.__setattr__(self, "storage", Storage.POSTGRESQL)
         elif self.storage is Storage.POSTGRESQL:
             raise ValueError("MICROSHOP_STORAGE=postgresql needs MICROSHOP_DATABASE_URL")
@@ -93,19 +100,21 @@ class ConfigurationError(Exception):
     """Raised with a message a person can act on when the environment holds bad settings."""
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(flags: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """The settings from the environment and `overrides`; `flags` names the command-line options
+    that gave some of the overrides, so that an error names what the person typed."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         lines = []
         for problem in error.errors(include_url=False):
             field = ".".join(str(part) for part in problem["loc"])
+            message = problem["msg"].removeprefix("Value error, ")
+            name = (flags or {}).get(field) or f"MICROSHOP_{field.upper()}"
             if not field:  # a rule across fields: its message names the variables
-                lines.append(problem["msg"].removeprefix("Value error, "))
+                lines.append(message)
             elif "database_url" in field or "token" in field:  # never print secrets
-                lines.append(f"MICROSHOP_{field.upper()}: {problem['msg']}")
+                lines.append(f"{name}: {message}")
             else:
-                lines.append(
-                    f"MICROSHOP_{field.upper()}={problem.get('input')!r}: {problem['msg']}"
-                )
+                lines.append(f"{name}={problem.get('input')!r}: {message}")
         raise ConfigurationError("bad configuration:\n  " + "\n  ".join(lines)) from None

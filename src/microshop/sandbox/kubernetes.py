@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from microshop.ports import port_is_free
 from microshop.sandbox import (
     CreateOptions,
     Health,
@@ -272,7 +273,7 @@ def forward_alive(record: SandboxRecord) -> bool:
 def start_forward(directory: SandboxDirectory, record: SandboxRecord, kubectl: Kubectl) -> None:
     """`kubectl port-forward` to the gateway's Service, detached; returns once it answers."""
     assert record.namespace is not None and record.forward_port is not None
-    if not processes.port_is_free(record.forward_port):
+    if not port_is_free(record.forward_port):
         record.forward_port = processes.free_port()
     command = kubectl.command(
         "port-forward",

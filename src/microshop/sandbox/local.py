@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from microshop.common.settings import Storage
+from microshop.ports import busy_ports
 from microshop.sandbox import (
     CreateOptions,
     Health,
@@ -26,8 +27,14 @@ from microshop.sandbox import (
     processes,
 )
 from microshop.sandbox.state import Phase, SandboxDirectory, SandboxRecord, every_sandbox
-from microshop.services import GATEWAY, SERVICES
-from microshop.supervisor import LOG_TAIL_LINES, URL_SETTINGS, service_ports, service_urls
+from microshop.services import (
+    GATEWAY,
+    SERVICES,
+    service_ports,
+    service_urls,
+    wiring_environment,
+)
+from microshop.supervisor import LOG_TAIL_LINES
 
 SUPERVISOR_STOP_SECONDS = 30.0
 """`microshop up` stops the services one after another, each finishing its requests first."""
@@ -46,7 +53,7 @@ class LocalBackend:
         environment = supervisor_environment(record, options)
         base_port = options.base_port or choose_base_port()
         ports = service_ports(base_port)
-        busy = processes.busy_ports(ports.values())
+        busy = busy_ports(ports.values())
         if busy:
             raise SandboxError(
                 f"port {', '.join(map(str, busy))} is in use; the sandbox needs "
@@ -105,7 +112,7 @@ class LocalBackend:
         urls = service_urls("127.0.0.1", record.ports)
         return {
             "MICROSHOP_GATEWAY_URL": urls[GATEWAY.name],
-            **{setting: urls[name] for name, setting in URL_SETTINGS.items()},
+            **wiring_environment(urls),
         }
 
     def logs(

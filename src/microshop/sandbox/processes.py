@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from microshop.ports import busy_ports
+
 TOKEN_VARIABLE = "MICROSHOP_SANDBOX_TOKEN"
 PROC = Path("/proc")
 PORT_RANGE = (20000, 32000)
@@ -118,21 +120,6 @@ def stop(pids: Collection[int], grace: float) -> None:
     if survivors:
         signal_each(survivors, signal.SIGKILL)
         wait_until_gone(survivors, 5.0)
-
-
-def port_is_free(port: int) -> bool:
-    """Nothing listens on 127.0.0.1:`port` (connections closing in TIME_WAIT do not count)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def busy_ports(ports: Iterable[int]) -> list[int]:
-    return [port for port in ports if not port_is_free(port)]
 
 
 def wait_until_free(ports: Collection[int], timeout: float) -> list[int]:
