@@ -19,6 +19,14 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def free_port() -> int:
+    """Any free port, chosen by the kernel."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def busy_ports(ports: Iterable[int]) -> list[int]:
     return [port for port in ports if not port_is_free(port)]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from microshop.ports import port_is_free
+from microshop.ports import free_port, port_is_free
 from microshop.sandbox import (
     CreateOptions,
     Health,
@@ -129,7 +129,7 @@ class KubernetesBackend:
             reporter.finish(workload)
 
         reporter.begin("port-forward")
-        record.forward_port = options.base_port or processes.free_port()
+        record.forward_port = options.base_port or free_port()
         start_forward(directory, record, kubectl)
         reporter.finish("port-forward")
         record.phase = Phase.READY
@@ -274,7 +274,7 @@ def start_forward(directory: SandboxDirectory, record: SandboxRecord, kubectl: K
     """`kubectl port-forward` to the gateway's Service, detached; returns once it answers."""
     assert record.namespace is not None and record.forward_port is not None
     if not port_is_free(record.forward_port):
-        record.forward_port = processes.free_port()
+        record.forward_port = free_port()
     command = kubectl.command(
         "port-forward",
         "-n",

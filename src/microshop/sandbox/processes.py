@@ -10,7 +10,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -141,14 +140,6 @@ def free_port_block(offsets: Collection[int], taken: Collection[int]) -> int:
         if not set(ports) & set(taken) and not busy_ports(ports):
             return base
     raise RuntimeError(f"no free block of ports found between {low} and {high}")
-
-
-def free_port() -> int:
-    """Any free port, chosen by the kernel."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
