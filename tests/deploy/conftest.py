@@ -1,23 +1,102 @@
-"""Each overlay is rendered once, and the policy scan runs once over all of them, per test run."""
+"""Each overlay is rendered once, every component combination once, and the policy scan runs once
+over the overlays, per test run."""
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.manifests import DOCKERFILE, K8S, OVERLAYS, Doc, checkov, render
+from tests.deploy.manifests import DOCKERFILE, K8S, OVERLAYS, Doc, checkov, render, render_stack
 
 RENDERED = ("base", *OVERLAYS)
+COMPONENTS = (
+    "namespace",
+    "internal-auth",
+    "postgresql",
+    "network-policies",
+    "prometheus-operator",  # after network-policies: it adds a rule to their policies
+    "ingress",
+    "gateway-api",
+)
+"""Every component, in the order an overlay lists them."""
+ELSEWHERE = "elsewhere"
+"""A namespace other than the overlays' own."""
 
 
 def overlay_directory(name: str) -> Path:
     return K8S / name if name == "base" else K8S / "overlays" / name
 
 
+def kustomization(name: str) -> Doc:
+    text = (overlay_directory(name) / "kustomization.yaml").read_text()
+    loaded: Doc = yaml.safe_load(text)
+    return loaded
+
+
+def included_components(name: str) -> tuple[str, ...]:
+    """The components an overlay already lists (the base lists none)."""
+    return tuple(Path(path).name for path in kustomization(name).get("components", []))
+
+
+@dataclass(frozen=True)
+class Combination:
+    """Components added on top of the base or an overlay, as Online Boutique's kustomize/tests do:
+    each component alone and every pair, of those the overlay does not list already."""
+
+    overlay: str
+    components: tuple[str, ...]
+
+    @property
+    def namespace(self) -> str | None:
+        """Added to an overlay, the components join its namespace, as they would when listed in it.
+        The base names none; components/namespace is used with one, as its README says."""
+        if self.overlay != "base":
+            namespace: str = kustomization(self.overlay)["namespace"]
+            return namespace
+        return ELSEWHERE if "namespace" in self.components else None
+
+    def __str__(self) -> str:
+        return f"{self.overlay}+{'+'.join(self.components)}"
+
+
+def combinations() -> list[Combination]:
+    found = []
+    for overlay in RENDERED:
+        addable = [name for name in COMPONENTS if name not in included_components(overlay)]
+        for size in (1, 2):
+            found += [Combination(overlay, pair) for pair in itertools.combinations(addable, size)]
+    return found
+
+
+COMBINATIONS = combinations()
+
+
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[Doc]]:
     """The objects of the base and of every overlay, as `kubectl kustomize` renders them."""
     return {name: render(overlay_directory(name)) for name in RENDERED}
+
+
+@pytest.fixture(scope="session")
+def rendered_combinations(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[Combination, list[Doc]]:
+    """Every combination rendered once, a few at a time (each render is one kubectl process)."""
+    directory = tmp_path_factory.mktemp("combinations")
+
+    def render_one(combination: Combination) -> list[Doc]:
+        return render_stack(
+            directory / str(combination),
+            overlay_directory(combination.overlay),
+            [K8S / "components" / name for name in combination.components],
+            combination.namespace,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(COMBINATIONS, pool.map(render_one, COMBINATIONS), strict=True))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def production_secrets() -> dict[str, dict[str, str]]:
             "POSTGRES_USER": "microshop",
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "microshop",
-            "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql.shop:5432/microshop",
+            "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql:5432/microshop",
         },
     }
 
