@@ -62,16 +62,34 @@ class Combination:
         return f"{self.overlay}+{'+'.join(self.components)}"
 
 
+def addable_components(overlay: str) -> tuple[str, ...]:
+    return tuple(name for name in COMPONENTS if name not in included_components(overlay))
+
+
 def combinations() -> list[Combination]:
     found = []
     for overlay in RENDERED:
-        addable = [name for name in COMPONENTS if name not in included_components(overlay)]
         for size in (1, 2):
-            found += [Combination(overlay, pair) for pair in itertools.combinations(addable, size)]
+            found += [
+                Combination(overlay, pair)
+                for pair in itertools.combinations(addable_components(overlay), size)
+            ]
     return found
 
 
 COMBINATIONS = combinations()
+FULL_STACKS = tuple(Combination(overlay, addable_components(overlay)) for overlay in OVERLAYS)
+"""Each overlay with every other component at once: what the policy scan sees besides them."""
+SCANNED = (*OVERLAYS, *(str(stack) for stack in FULL_STACKS))
+
+
+def render_combination(directory: Path, combination: Combination) -> list[Doc]:
+    return render_stack(
+        directory / str(combination),
+        overlay_directory(combination.overlay),
+        [K8S / "components" / name for name in combination.components],
+        combination.namespace,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -86,29 +104,26 @@ def rendered_combinations(
 ) -> dict[Combination, list[Doc]]:
     """Every combination rendered once, a few at a time (each render is one kubectl process)."""
     directory = tmp_path_factory.mktemp("combinations")
-
-    def render_one(combination: Combination) -> list[Doc]:
-        return render_stack(
-            directory / str(combination),
-            overlay_directory(combination.overlay),
-            [K8S / "components" / name for name in combination.components],
-            combination.namespace,
-        )
-
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(COMBINATIONS, pool.map(render_one, COMBINATIONS), strict=True))
+        renders = pool.map(
+            lambda combination: render_combination(directory, combination), COMBINATIONS
+        )
+        return dict(zip(COMBINATIONS, renders, strict=True))
 
 
 @pytest.fixture(scope="session")
 def checkov_failures(
     rendered: dict[str, list[Doc]], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, list[str]]:
-    """Failed checks of one checkov run over every rendered overlay and the Dockerfile, by name."""
+    """Failed checks of one checkov run over every rendered overlay, each overlay with all other
+    components, and the Dockerfile, by name."""
     directory = tmp_path_factory.mktemp("rendered")
+    scanned = {name: rendered[name] for name in OVERLAYS}
+    scanned |= {str(stack): render_combination(directory, stack) for stack in FULL_STACKS}
     files = {}
-    for name in OVERLAYS:
+    for name, docs in scanned.items():
         files[name] = directory / f"{name}.yaml"
-        files[name].write_text(yaml.safe_dump_all(rendered[name], sort_keys=False))
+        files[name].write_text(yaml.safe_dump_all(docs, sort_keys=False))
     failures = checkov([*files.values(), DOCKERFILE], frameworks=("kubernetes", "dockerfile"))
     by_name = {name: failures[str(file)] for name, file in files.items()}
     by_name["Dockerfile"] = failures[str(DOCKERFILE)]
