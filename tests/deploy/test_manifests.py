@@ -10,6 +10,7 @@ from tests.deploy.conftest import (
     COMBINATIONS,
     COMPONENTS,
     ELSEWHERE,
+    FULL_STACKS,
     RENDERED,
     SCANNED,
     Combination,
@@ -96,19 +97,23 @@ def test_the_overlays_name_their_namespace_and_the_base_names_none(
         assert find(rendered[name], "Namespace", OVERLAY_NAMESPACE) is not None
 
 
-@pytest.mark.parametrize("name", RENDERED)
+@pytest.mark.parametrize(
+    "stack", [*(Combination(name, ()) for name in RENDERED), *FULL_STACKS], ids=str
+)
 def test_rendered_into_another_namespace_nothing_names_the_overlays_namespace(
-    name: str, tmp_path: Path
+    stack: Combination, tmp_path: Path
 ) -> None:
-    """`kustomize edit set namespace` (here: a kustomization of its own) moves everything: no
-    object, selector or URL is left pointing at namespace shop."""
-    docs = render_stack(tmp_path, overlay_directory(name), namespace=ELSEWHERE)
+    """`kustomize edit set namespace` (here: a kustomization of its own) moves everything, every
+    component's objects too: no object, selector or URL is left pointing at namespace shop."""
+    components = [K8S / "components" / name for name in stack.components]
+    docs = render_stack(tmp_path, overlay_directory(stack.overlay), components, ELSEWHERE)
 
     text = yaml.safe_dump_all(docs)
-    assert not re.search(rf"\b{OVERLAY_NAMESPACE}\b", text), re.findall(r".*\bshop\b.*", text)
+    word = rf"\b{OVERLAY_NAMESPACE}\b"
+    assert not re.search(word, text), re.findall(rf".*{word}.*", text)
     assert namespace_of(docs) == ELSEWHERE
     assert [n["metadata"]["name"] for n in of_kind(docs, "Namespace")] in ([], [ELSEWHERE])
-    assert wiring_problems(docs, out_of_band_secrets(name)) == []
+    assert wiring_problems(docs, out_of_band_secrets(stack.overlay)) == []
 
 
 def test_local_overlay_runs_one_replica_of_the_local_image_with_sqlite_on_a_claim(
