@@ -153,6 +153,13 @@ class LocalCluster:
         self.pods[name] = pod
         return pod
 
+    def start(self, name: str) -> LocalPod:
+        """Starts (or, once its old process is gone, starts again) the pod of Deployment `name`,
+        on the same local ports: its Service's address stays the same, as in a cluster."""
+        workload = find(self.docs, "Deployment", name)
+        assert workload is not None, f"no Deployment {name}"
+        return self.start_microshop(workload)
+
     def wait_ready(self, pod: LocalPod, timeout: float = START_TIMEOUT_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -318,17 +325,17 @@ def run_locally(
         started: list[LocalPod] = []
         try:
             for name in ("db", "payment-service", "order-service", "api-gateway"):
-                workload = find(docs, "Deployment", name)
-                assert workload is not None, f"no Deployment {name}"
-                started.append(cluster.start_microshop(workload))
+                started.append(cluster.start(name))
             for pod in started:
                 cluster.wait_ready(pod)
             yield cluster
-            codes = cluster.stop(started)
-            for pod in started:
+            # The pods running now: a test may have stopped one, or started it again.
+            running = [pod for pod in cluster.pods.values() if pod.process.poll() is None]
+            codes = cluster.stop(running)
+            for pod in running:
                 assert codes[pod.name] == 0, f"{pod.name} did not stop cleanly:\n{pod.output()}"
         finally:
-            for pod in started:
+            for pod in [*started, *cluster.pods.values()]:
                 if pod.process.poll() is None:
                     pod.process.kill()
                     pod.process.wait(timeout=10)

@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,17 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
 CHECKOV_CONFIG = K8S / "checkov.yaml"
+CUSTOM_RESOURCE_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 OVERLAYS = ("local", "production")
-NAMESPACE = "shop"
+OVERLAY_NAMESPACE = "shop"
+"""Where the overlays put the shop; the base names no namespace at all."""
+MINIMUM_KUBERNETES = "1.30"
+"""The oldest Kubernetes release the manifests support (docs/kubernetes.md): see FEATURES."""
 TOOL_TIMEOUT_SECONDS = 120
 
 Doc = dict[str, Any]
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it: ten times faster on the many renders."""
 
 EXAMPLE_PRODUCTION_SECRETS = {
     # overlays/production renders no Secret: these two are created in the cluster before the first
@@ -45,7 +51,7 @@ EXAMPLE_PRODUCTION_SECRETS = {
         "POSTGRES_PASSWORD": "example-password",
         "POSTGRES_DB": "microshop",
         "MICROSHOP_DATABASE_URL": (
-            "postgresql://microshop:example-password@postgresql.shop:5432/microshop"
+            "postgresql://microshop:example-password@postgresql:5432/microshop"
         ),
     },
 }
@@ -58,10 +64,12 @@ def out_of_band_secrets(overlay: str) -> dict[str, dict[str, str]]:
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet"})
 CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding"})
-# host[:port] of a kube-dns name in namespace shop, in a URL: http://db.shop:3004, postgresql://u:p@postgresql.shop:5432/db
+# host[:port] of a kube-dns name in a URL, bare or with a namespace: http://db:3004,
+# postgresql://u:p@postgresql:5432/db, http://db.other.svc.cluster.local:3004
 SERVICE_ADDRESS = re.compile(
-    rf"(?<=[/@])(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.{NAMESPACE}"
-    r"(?:\.svc(?:\.cluster\.local)?)?(?::(?P<port>\d+))?(?=[/?]|$)"
+    r"(?:(?<=//)|(?<=@))(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r"(?:\.(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?:\.svc(?:\.cluster\.local)?)?)?"
+    r"(?::(?P<port>\d+))?(?=[/?]|$)"
 )
 
 
@@ -103,7 +111,29 @@ def render(directory: Path) -> list[Doc]:
     result = run_tool([kubectl(), "kustomize", str(directory)])
     if result.returncode != 0:
         raise RenderError(f"kubectl kustomize {directory} failed:\n{result.stderr[-3000:]}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return [doc for doc in yaml.load_all(result.stdout, Loader=YAML_LOADER) if doc]
+
+
+def render_stack(
+    directory: Path,
+    resource: Path,
+    components: Iterable[Path] = (),
+    namespace: str | None = None,
+) -> list[Doc]:
+    """Renders `resource` (the base or an overlay) with more components on top and, if given, in
+    another namespace, through a kustomization in `directory`, as a user's own overlay would."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kustomization: Doc = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(resource, directory)],
+    }
+    if components:
+        kustomization["components"] = [os.path.relpath(path, directory) for path in components]
+    if namespace is not None:
+        kustomization["namespace"] = namespace
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return render(directory)
 
 
 def name_of(doc: Doc) -> str:
@@ -125,37 +155,79 @@ def find(docs: Iterable[Doc], kind: str, name: str) -> Doc | None:
 
 
 def schema_versions() -> tuple[str, ...]:
-    """kubectl's release (1.32, as installed here) and the newest release the validator knows."""
+    """The oldest release the manifests support and the newest release the validator knows."""
     utils = kubernetes_validate_utils()
-    return tuple(dict.fromkeys(("1.32.0", utils.latest_version())))
+    return tuple(dict.fromkeys((f"{MINIMUM_KUBERNETES}.0", utils.latest_version())))
 
 
+@functools.cache
 def kubernetes_validate_utils() -> Any:
+    """kubernetes-validate's module, reading each schema file once per run.
+
+    Its `validate` reads and parses two files on every call, one of them the several-megabyte
+    definitions of a whole release; the component combinations validate thousands of objects. The
+    files are read-only data, so their parsed contents are kept (eight times faster).
+    """
     try:
         from kubernetes_validate import utils
     except ImportError:
         require_tool("kubernetes-validate")  # fails under CI, skips elsewhere
         raise
+    utils.schema_contents = functools.cache(utils.schema_contents)
     return utils
 
 
 def schema_problems(docs: Iterable[Doc], versions: Iterable[str]) -> list[str]:
     """Every object against the strict JSON schemas of each Kubernetes version; an unknown kind or
-    apiVersion (a removed API, a typo) is a problem too, not a warning."""
-    utils = kubernetes_validate_utils()
+    apiVersion (a removed API, a typo) is a problem too, not a warning. The custom resources of the
+    components (see CUSTOM_RESOURCE_SCHEMAS) are checked against their schemas instead."""
     problems = []
     for version in versions:
         for doc in docs:
-            try:
-                utils.validate(doc, version, strict=True)
-            except utils.SchemaNotFoundError as error:
-                problems.append(f"{name_of(doc)}: {error.message}")
-            except utils.ValidationError as error:
-                where = ".".join(str(part) for part in error.path)
-                problems.append(
-                    f"{name_of(doc)} (Kubernetes {version}) at {where}: {error.message}"
-                )
+            problem = _document_problem(json.dumps(doc, sort_keys=True), version)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+@functools.cache
+def _document_problem(document: str, version: str) -> str | None:
+    """One object's problem against one version's schema, or None. Cached: the component
+    combinations render the same objects many times, and each validation reads the schema anew."""
+    doc = json.loads(document)
+    custom = _custom_resource_schema(doc.get("apiVersion", ""), doc.get("kind", ""))
+    if custom is not None:
+        errors = sorted(custom.iter_errors(doc), key=lambda error: list(error.path))
+        if not errors:
+            return None
+        where = ".".join(str(part) for part in errors[0].path)
+        return f"{name_of(doc)} (custom resource schema) at {where}: {errors[0].message}"
+    utils = kubernetes_validate_utils()
+    try:
+        utils.validate(doc, version, strict=True)
+    except utils.SchemaNotFoundError as error:
+        return f"{name_of(doc)}: {error.message}"
+    except utils.ValidationError as error:
+        where = ".".join(str(part) for part in error.path)
+        return f"{name_of(doc)} (Kubernetes {version}) at {where}: {error.message}"
+    return None
+
+
+@functools.cache
+def _custom_resource_schema(api_version: str, kind: str) -> Any:
+    """A validator for a custom resource the components use (a ServiceMonitor, an HTTPRoute), from
+    tests/deploy/schemas/<kind>-<group>-<version>.json, or None for any other object.
+
+    Their CRDs are not installed here and cannot be fetched, so these schemas are written for this
+    repository: strict (no unknown field) for every part the components use, with the types,
+    enumerations and limits of the CRDs' documented API; other parts of those APIs are refused.
+    """
+    group, _, version = api_version.rpartition("/")
+    path = CUSTOM_RESOURCE_SCHEMAS / f"{kind.lower()}-{group.split('.')[0]}-{version}.json"
+    if not group or not path.is_file():
+        return None
+    jsonschema = kubernetes_validate_utils().jsonschema  # the validator's own dependency
+    return jsonschema.Draft202012Validator(json.loads(path.read_text()))
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------
@@ -523,7 +595,8 @@ def service_problems(docs: list[Doc]) -> list[str]:
 def address_problems(
     docs: list[Doc], external: dict[str, dict[str, str]] | None = None
 ) -> list[str]:
-    """Every <service>.shop[:port] in the configuration names an existing Service and port."""
+    """Every kube-dns address in the configuration is a bare Service name (resolved in the pod's
+    own namespace, whichever that is) with one of that existing Service's ports."""
     problems = []
     values = [
         (f"{kind} {name} {key}", value)
@@ -537,9 +610,14 @@ def address_problems(
     ]
     for where, value in values:
         for match in SERVICE_ADDRESS.finditer(value):
+            if match["namespace"] is not None:
+                problems.append(
+                    f"{where}: {match[0]} names namespace {match['namespace']}; the bare Service "
+                    "name works in any namespace"
+                )
             service = find(docs, "Service", match["service"])
             if service is None:
-                problems.append(f"{where}: {match['service']}.{NAMESPACE} is not a Service")
+                problems.append(f"{where}: {match['service']} is not a Service")
                 continue
             ports = {port["port"] for port in service["spec"]["ports"]}
             if match["port"] is None or int(match["port"]) not in ports:
@@ -550,18 +628,27 @@ def address_problems(
     return problems
 
 
-def reference_problems(docs: list[Doc]) -> list[str]:
-    """Autoscalers and disruption budgets point at workloads that exist; everything namespaced is
-    in namespace shop, which exists."""
-    problems = []
-    if find(docs, "Namespace", NAMESPACE) is None:
-        problems.append(f"Namespace {NAMESPACE} is not part of the manifests")
+def namespace_of(docs: list[Doc]) -> str | None:
+    """The namespace the rendered objects name (None: they leave it to `kubectl apply -n`)."""
     for doc in docs:
-        if (
-            doc["kind"] not in CLUSTER_SCOPED_KINDS
-            and doc["metadata"].get("namespace") != NAMESPACE
-        ):
-            problems.append(f"{name_of(doc)} is not in namespace {NAMESPACE}")
+        if doc["kind"] not in CLUSTER_SCOPED_KINDS:
+            namespace: str | None = doc["metadata"].get("namespace")
+            return namespace
+    return None
+
+
+def reference_problems(docs: list[Doc]) -> list[str]:
+    """Autoscalers and disruption budgets point at workloads that exist; every namespaced object is
+    in the same namespace, and in the rendered Namespace when there is one."""
+    problems = []
+    namespaced = [doc for doc in docs if doc["kind"] not in CLUSTER_SCOPED_KINDS]
+    expected = [doc["metadata"]["name"] for doc in of_kind(docs, "Namespace")]
+    if len(expected) > 1:
+        problems.append(f"more than one Namespace: {expected}")
+    namespace = expected[0] if expected else namespace_of(docs)
+    for doc in namespaced:
+        if doc["metadata"].get("namespace") != namespace:
+            problems.append(f"{name_of(doc)} is not in namespace {namespace}")
     for autoscaler in of_kind(docs, "HorizontalPodAutoscaler"):
         target = autoscaler["spec"]["scaleTargetRef"]
         if find(docs, target["kind"], target["name"]) is None:
@@ -575,6 +662,96 @@ def reference_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def service_account_problems(docs: list[Doc]) -> list[str]:
+    """Each workload runs as a ServiceAccount of its own, which exists and mounts no token."""
+    problems = []
+    users: dict[str, list[str]] = {}
+    for workload in of_kind(docs, *WORKLOAD_KINDS):
+        spec = pod_spec(workload)
+        account = spec.get("serviceAccountName")
+        if account is None:
+            problems.append(f"{name_of(workload)}: runs as the namespace's default ServiceAccount")
+            continue
+        users.setdefault(account, []).append(name_of(workload))
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name_of(workload)}: pods mount a ServiceAccount token")
+        declared = find(docs, "ServiceAccount", account)
+        if declared is None:
+            problems.append(f"{name_of(workload)}: ServiceAccount {account} does not exist")
+        elif declared.get("automountServiceAccountToken") is not False:
+            problems.append(f"ServiceAccount/{account}: does not set automountServiceAccountToken")
+    for account, workloads in users.items():
+        if len(workloads) > 1:
+            problems.append(f"ServiceAccount/{account} is shared by {', '.join(workloads)}")
+    return problems
+
+
+def label_problems(docs: list[Doc]) -> list[str]:
+    """Every object carries app.kubernetes.io/part-of and instance; each workload's pods and each
+    Service also name their service and component, as app.kubernetes.io recommends."""
+    problems = []
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/part-of", "app.kubernetes.io/instance"):
+            if key not in labels:
+                problems.append(f"{name_of(doc)}: no label {key}")
+    named = [(name_of(w), pod_labels(w)) for w in of_kind(docs, *WORKLOAD_KINDS)]
+    named += [(name_of(s), s["metadata"].get("labels", {})) for s in of_kind(docs, "Service")]
+    for name, labels in named:
+        for key in ("name", "component", "part-of", "instance"):
+            if f"app.kubernetes.io/{key}" not in labels:
+                problems.append(f"{name}: lacks the label app.kubernetes.io/{key}")
+    return problems
+
+
+def service_port(docs: list[Doc], name: str, port: int | str) -> str | None:
+    """A problem when Service `name` is absent or has no port numbered or named `port`."""
+    service = find(docs, "Service", name)
+    if service is None:
+        return f"Service {name} does not exist"
+    if not any(port in (p["port"], p.get("name")) for p in service["spec"]["ports"]):
+        return f"Service {name} has no port {port!r}"
+    return None
+
+
+def route_problems(docs: list[Doc]) -> list[str]:
+    """Ingresses, HTTPRoutes and ServiceMonitors send to (or scrape) Services and ports that exist,
+    and the gateway's Service is ClusterIP behind them: a load balancer would be a second way in."""
+    problems = []
+    for ingress in of_kind(docs, "Ingress"):
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path["backend"]["service"]
+                port = backend["port"].get("name", backend["port"].get("number"))
+                problem = service_port(docs, backend["name"], port)
+                if problem:
+                    problems.append(f"{name_of(ingress)}: {problem}")
+    for route in of_kind(docs, "HTTPRoute"):
+        for rule in route["spec"].get("rules", []):
+            for reference in rule.get("backendRefs", []):
+                problem = service_port(docs, reference["name"], reference["port"])
+                if problem:
+                    problems.append(f"{name_of(route)}: {problem}")
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]
+        services = [
+            service
+            for service in of_kind(docs, "Service")
+            if selects(selector, service["metadata"].get("labels", {}))
+        ]
+        if len(services) != 1:
+            problems.append(f"{name_of(monitor)}: selects {len(services)} Services, not one")
+            continue
+        for endpoint in monitor["spec"]["endpoints"]:
+            problem = service_port(docs, services[0]["metadata"]["name"], endpoint["port"])
+            if problem:
+                problems.append(f"{name_of(monitor)}: {problem}")
+    gateway = find(docs, "Service", "api-gateway")
+    if of_kind(docs, "Ingress", "HTTPRoute") and gateway and gateway["spec"]["type"] != "ClusterIP":
+        problems.append("Service/api-gateway: not ClusterIP behind an Ingress or HTTPRoute")
+    return problems
+
+
 def wiring_problems(
     docs: list[Doc], external: dict[str, dict[str, str]] | None = None
 ) -> list[str]:
@@ -583,7 +760,103 @@ def wiring_problems(
         *service_problems(docs),
         *address_problems(docs, external),
         *workload_problems(docs, external),
+        *service_account_problems(docs),
+        *label_problems(docs),
+        *route_problems(docs),
     ]
+
+
+# --- the oldest Kubernetes supported -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feature:
+    """Something the manifests use that older Kubernetes releases lack, or ignore by default."""
+
+    description: str
+    since: str  # the first release where it is on by default
+    used_by: Callable[[Doc], bool]
+
+
+def _containers(doc: Doc) -> list[Doc]:
+    if doc["kind"] not in WORKLOAD_KINDS:
+        return []
+    spec = pod_spec(doc)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+FEATURES = (
+    Feature(
+        "the preStop `sleep` action (PodLifecycleSleepAction, beta in 1.30)",
+        "1.30",
+        lambda doc: any(
+            "sleep" in c.get("lifecycle", {}).get("preStop", {}) for c in _containers(doc)
+        ),
+    ),
+    Feature(
+        "`matchLabelKeys` in topology spread constraints (beta in 1.27)",
+        "1.27",
+        lambda doc: (
+            doc["kind"] in WORKLOAD_KINDS
+            and any(
+                "matchLabelKeys" in c for c in pod_spec(doc).get("topologySpreadConstraints", [])
+            )
+        ),
+    ),
+    Feature(
+        "`unhealthyPodEvictionPolicy` of disruption budgets (beta in 1.27)",
+        "1.27",
+        lambda doc: (
+            doc["kind"] == "PodDisruptionBudget" and "unhealthyPodEvictionPolicy" in doc["spec"]
+        ),
+    ),
+    Feature(
+        "Pod Security admission labels on the namespace (stable in 1.25)",
+        "1.25",
+        lambda doc: (
+            doc["kind"] == "Namespace"
+            and any(
+                key.startswith("pod-security.kubernetes.io/")
+                for key in doc["metadata"].get("labels", {})
+            )
+        ),
+    ),
+)
+
+
+def release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.removeprefix("v").split("."))
+
+
+def required_release(docs: list[Doc]) -> str | None:
+    """The newest of the releases the features used by `docs` need, or None if they use none."""
+    needed = [feature.since for feature in FEATURES if any(feature.used_by(doc) for doc in docs)]
+    return max(needed, key=release) if needed else None
+
+
+def minimum_version_problems(docs: list[Doc]) -> list[str]:
+    """No feature needs a release newer than MINIMUM_KUBERNETES, and the namespace's Pod Security
+    Standard is pinned to that release (not `latest`, which changes under a cluster upgrade)."""
+    problems = [
+        f"{name_of(doc)} uses {feature.description}: Kubernetes {feature.since}, newer than "
+        f"the stated minimum {MINIMUM_KUBERNETES}"
+        for feature in FEATURES
+        if release(feature.since) > release(MINIMUM_KUBERNETES)
+        for doc in docs
+        if feature.used_by(doc)
+    ]
+    for namespace in of_kind(docs, "Namespace"):
+        pinned = (
+            namespace["metadata"]
+            .get("labels", {})
+            .get("pod-security.kubernetes.io/enforce-version")
+        )
+        if pinned != f"v{MINIMUM_KUBERNETES}":
+            problems.append(
+                f"{name_of(namespace)}: Pod Security enforce-version is {pinned}, not "
+                f"v{MINIMUM_KUBERNETES}"
+            )
+    return problems
 
 
 # --- policy scan and Dockerfile lint --------------------------------------------------------------

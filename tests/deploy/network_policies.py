@@ -2,17 +2,19 @@
 
 Follows the NetworkPolicy semantics: a connection needs the sender's egress and the receiver's
 ingress to allow it; a pod that no policy of a direction selects is open in that direction; rules of
-all policies selecting a pod add up. Peers are the rendered workloads, a client outside the
-cluster and the cluster's DNS (CoreDNS, labelled k8s-app=kube-dns in kube-system).
+all policies selecting a pod add up. Peers are the rendered workloads (in the namespace they are
+rendered into), a client outside the cluster, the cluster's DNS (CoreDNS, labelled
+k8s-app=kube-dns in kube-system) and Prometheus (labelled app.kubernetes.io/name=prometheus in
+namespace monitoring, as kube-prometheus runs it).
 """
 
 from dataclasses import dataclass
 
 from tests.deploy.manifests import (
-    NAMESPACE,
     WORKLOAD_KINDS,
     Doc,
     container_ports,
+    namespace_of,
     of_kind,
     pod_labels,
     selects,
@@ -32,7 +34,9 @@ EXPECTED_CONNECTIONS = frozenset(
         ("db", "postgresql"),
     }
 )
-"""Who may call whom in namespace shop; besides these, every pod may ask the cluster's DNS."""
+"""Who may call whom in the shop's namespace; besides these, every pod may ask the cluster's DNS."""
+SCRAPED = frozenset({"api-gateway", "order-service", "payment-service", "db"})
+"""What Prometheus may reach when the prometheus-operator component's ServiceMonitors are there."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,16 @@ OUTSIDE = Peer("outside", None, (), ())
 CLUSTER_DNS = Peer(
     "cluster-dns", "kube-system", (("k8s-app", "kube-dns"),), ((None, 53, "UDP"), (None, 53, "TCP"))
 )
+PROMETHEUS = Peer("prometheus", "monitoring", (("app.kubernetes.io/name", "prometheus"),), ())
+
+
+def shop_namespace(docs: list[Doc]) -> str:
+    """Where the rendered pods run: their namespace, or `default` when they name none."""
+    return namespace_of(docs) or "default"
 
 
 def peers(docs: list[Doc]) -> list[Peer]:
+    namespace = shop_namespace(docs)
     found = []
     for workload in of_kind(docs, *WORKLOAD_KINDS):
         ports = tuple(
@@ -63,7 +74,7 @@ def peers(docs: list[Doc]) -> list[Peer]:
             for port in container_ports(workload)
         )
         labels = tuple(sorted(pod_labels(workload).items()))
-        found.append(Peer(workload["metadata"]["name"], NAMESPACE, labels, ports))
+        found.append(Peer(workload["metadata"]["name"], namespace, labels, ports))
     return found
 
 
@@ -94,10 +105,12 @@ def port_matches(rule: Doc, port: Port) -> bool:
     return False
 
 
-def side_allows(policies: list[Doc], pod: Peer, other: Peer, direction: str, port: Port) -> bool:
-    """Whether the policies selecting `pod` let it send to (Egress) or receive from (Ingress)
-    `other` on the receiver's `port`."""
-    if pod.namespace != NAMESPACE:
+def side_allows(
+    policies: list[Doc], namespace: str, pod: Peer, other: Peer, direction: str, port: Port
+) -> bool:
+    """Whether the policies (of the shop's `namespace`) selecting `pod` let it send to (Egress) or
+    receive from (Ingress) `other` on the receiver's `port`."""
+    if pod.namespace != namespace:
         return True  # the shop's policies do not govern pods elsewhere
     rules_field, peers_field = ("egress", "to") if direction == "Egress" else ("ingress", "from")
     selecting = [
@@ -109,7 +122,6 @@ def side_allows(policies: list[Doc], pod: Peer, other: Peer, direction: str, por
     if not selecting:
         return True
     for policy in selecting:
-        namespace = policy["metadata"].get("namespace", NAMESPACE)
         for rule in policy["spec"].get(rules_field) or []:
             rule_peers = rule.get(peers_field)
             if port_matches(rule, port) and (
@@ -122,16 +134,17 @@ def side_allows(policies: list[Doc], pod: Peer, other: Peer, direction: str, por
 def allowed_connections(docs: list[Doc]) -> set[tuple[str, str]]:
     """(sender, receiver) pairs the NetworkPolicies let through on some port of the receiver."""
     policies = of_kind(docs, "NetworkPolicy")
+    namespace = shop_namespace(docs)
     pods = peers(docs)
     allowed = set()
-    for sender in [OUTSIDE, *pods]:
+    for sender in [OUTSIDE, PROMETHEUS, *pods]:
         for receiver in [*pods, CLUSTER_DNS]:
-            involves_the_shop = NAMESPACE in (sender.namespace, receiver.namespace)
+            involves_the_shop = namespace in (sender.namespace, receiver.namespace)
             if sender == receiver or not involves_the_shop:
                 continue
             if any(
-                side_allows(policies, sender, receiver, "Egress", port)
-                and side_allows(policies, receiver, sender, "Ingress", port)
+                side_allows(policies, namespace, sender, receiver, "Egress", port)
+                and side_allows(policies, namespace, receiver, sender, "Ingress", port)
                 for port in receiver.ports
             ):
                 allowed.add((sender.name, receiver.name))
@@ -139,13 +152,19 @@ def allowed_connections(docs: list[Doc]) -> set[tuple[str, str]]:
 
 
 def expected_connections(docs: list[Doc]) -> set[tuple[str, str]]:
-    """EXPECTED_CONNECTIONS among the workloads present, plus DNS for each of them."""
+    """EXPECTED_CONNECTIONS among the workloads present, DNS for each of them, and Prometheus to
+    what it scrapes (with ServiceMonitors), or else only to the gateway, which anyone may call."""
     pods = {workload["metadata"]["name"] for workload in of_kind(docs, *WORKLOAD_KINDS)}
-    return {
-        (sender, receiver)
-        for sender, receiver in EXPECTED_CONNECTIONS
-        if receiver in pods and sender in pods | {"outside"}
-    } | {(pod, CLUSTER_DNS.name) for pod in pods}
+    scraped = SCRAPED if of_kind(docs, "ServiceMonitor") else {"api-gateway"}
+    return (
+        {
+            (sender, receiver)
+            for sender, receiver in EXPECTED_CONNECTIONS
+            if receiver in pods and sender in pods | {"outside"}
+        }
+        | {(pod, CLUSTER_DNS.name) for pod in pods}
+        | {(PROMETHEUS.name, pod) for pod in scraped & pods}
+    )
 
 
 def network_problems(docs: list[Doc]) -> list[str]:

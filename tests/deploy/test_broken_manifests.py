@@ -11,11 +11,15 @@ import yaml
 from tests.deploy.manifests import (
     DOCKERFILE,
     K8S,
+    OVERLAY_NAMESPACE,
+    Doc,
     RenderError,
     checkov,
     hadolint,
+    minimum_version_problems,
     out_of_band_secrets,
     render,
+    render_stack,
     schema_problems,
     schema_versions,
     wiring_problems,
@@ -28,9 +32,10 @@ class Breakage:
     file: str  # under deploy/k8s
     old: str
     new: str
-    check: str  # render, schema, wiring or network
+    check: str  # render, schema, wiring, minimum or network
     expected: str  # part of the problem the check must report
     overlay: str = "overlays/local"
+    components: tuple[str, ...] = ()  # added on top of the overlay
 
 
 BREAKAGES = {
@@ -75,17 +80,85 @@ BREAKAGES = {
     ),
     "configmap-url-wrong-port": Breakage(
         "base/config.yaml",
-        "http://db.shop:3004",
-        "http://db.shop:3005",
+        "http://db:3004",
+        "http://db:3005",
         "wiring",
-        "db.shop:3005 is not a port of Service db",
+        "db:3005 is not a port of Service db",
     ),
     "configmap-url-unknown-service": Breakage(
         "base/config.yaml",
-        "http://order-service.shop:3002",
-        "http://orders.shop:3002",
+        "http://order-service:3002",
+        "http://orders:3002",
         "wiring",
-        "orders.shop is not a Service",
+        "orders is not a Service",
+    ),
+    "configmap-url-names-the-namespace": Breakage(
+        "base/config.yaml",
+        "http://db:3004",
+        "http://db.shop:3004",
+        "wiring",
+        "db.shop:3004 names namespace shop",
+    ),
+    "service-account-shared": Breakage(
+        "base/order-service.yaml",
+        "serviceAccountName: order-service",
+        "serviceAccountName: api-gateway",
+        "wiring",
+        "ServiceAccount/api-gateway is shared by Deployment/api-gateway, Deployment/order-service",
+    ),
+    "service-account-token-mounted": Breakage(
+        "base/db.yaml",
+        "      automountServiceAccountToken: false\n      enableServiceLinks",
+        "      automountServiceAccountToken: true\n      enableServiceLinks",
+        "wiring",
+        "Deployment/db: pods mount a ServiceAccount token",
+    ),
+    "pod-security-unpinned": Breakage(
+        "components/namespace/namespace.yaml",
+        "enforce-version: v1.30",
+        "enforce-version: latest",
+        "minimum",
+        "Pod Security enforce-version is latest",
+    ),
+    "http-route-field-typo": Breakage(
+        "components/gateway-api/http-route.yaml",
+        "backendRefs:",
+        "backendRef:",
+        "schema",
+        "'backendRef' was unexpected",
+        components=("gateway-api",),
+    ),
+    "http-route-backend-without-port": Breakage(
+        "components/gateway-api/http-route.yaml",
+        "          port: 3000\n",
+        "",
+        "schema",
+        "'port' is a required property",
+        components=("gateway-api",),
+    ),
+    "ingress-to-an-unknown-service": Breakage(
+        "components/ingress/ingress.yaml",
+        "                name: api-gateway\n",
+        "                name: gateway\n",
+        "wiring",
+        "Ingress/api-gateway: Service gateway does not exist",
+        components=("ingress",),
+    ),
+    "service-monitor-wrong-port": Breakage(
+        "components/prometheus-operator/service-monitors.yaml",
+        "- port: http",
+        "- port: metrics",
+        "wiring",
+        "ServiceMonitor/db: Service db has no port 'metrics'",
+        components=("prometheus-operator",),
+    ),
+    "scraping-from-the-wrong-namespace": Breakage(
+        "components/prometheus-operator/allow-scraping.yaml",
+        "kubernetes.io/metadata.name: monitoring",
+        "kubernetes.io/metadata.name: prometheus",
+        "network",
+        "missing ('prometheus', 'db')",
+        components=("prometheus-operator",),
     ),
     "probe-path-not-served": Breakage(
         "base/order-service.yaml",
@@ -120,7 +193,7 @@ BREAKAGES = {
         "namespace: shop\n",
         "",
         "wiring",
-        "StatefulSet/postgresql is not in namespace shop",
+        "StatefulSet/postgresql is not in namespace",
         overlay="overlays/production",
     ),
     "secret-key-misspelt": Breakage(
@@ -171,6 +244,15 @@ def broken_copy(directory: Path, breakage: Breakage) -> Path:
     return copy
 
 
+def render_broken(copy: Path, breakage: Breakage) -> list[Doc]:
+    if not breakage.components:
+        return render(copy / breakage.overlay)
+    components = [copy / "components" / name for name in breakage.components]
+    return render_stack(
+        copy.parent / "stack", copy / breakage.overlay, components, OVERLAY_NAMESPACE
+    )
+
+
 @pytest.mark.parametrize("case", BREAKAGES)
 def test_a_broken_manifest_is_caught(case: str, tmp_path: Path) -> None:
     breakage = BREAKAGES[case]
@@ -178,13 +260,15 @@ def test_a_broken_manifest_is_caught(case: str, tmp_path: Path) -> None:
 
     if breakage.check == "render":
         with pytest.raises(RenderError, match=breakage.expected):
-            render(copy / breakage.overlay)
+            render_broken(copy, breakage)
         return
-    docs = render(copy / breakage.overlay)
+    docs = render_broken(copy, breakage)
     if breakage.check == "schema":
         problems = schema_problems(docs, schema_versions())
     elif breakage.check == "wiring":
         problems = wiring_problems(docs, out_of_band_secrets(breakage.overlay))
+    elif breakage.check == "minimum":
+        problems = minimum_version_problems(docs)
     else:
         problems = network_problems(docs)
 

@@ -3,6 +3,7 @@ as local processes (Services mapped to ports on 127.0.0.1) and an order goes thr
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ def production_secrets() -> dict[str, dict[str, str]]:
             "POSTGRES_USER": "microshop",
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "microshop",
-            "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql.shop:5432/microshop",
+            "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql:5432/microshop",
         },
     }
 
@@ -83,3 +84,36 @@ def test_rendered_deployments_run_the_shop_end_to_end(
             query = [binaries["psql"], database_url, "--tuples-only", "--command", select]
             answer = subprocess.run(query, capture_output=True, text=True, timeout=30, check=False)
             assert answer.stdout.strip() == "1", answer.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_the_gateway_stays_ready_and_answers_503_while_db_is_away_then_recovers(
+    rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """README's "db is down" row with the local overlay's wiring. Readiness is each pod's own, so
+    on Kubernetes the gateway and order-service stay in their Services and clients get 503
+    problems with Retry-After, not refused connections."""
+    with (
+        run_locally(rendered["local"], tmp_path, {}) as cluster,
+        httpx.Client(base_url=cluster.pods["api-gateway"].url, timeout=10) as client,
+    ):
+        assert client.post("/orders", json=ORDER).status_code == 201
+        assert cluster.stop([cluster.pods["db"]]) == {"db": 0}
+
+        for name in ("api-gateway", "order-service", "payment-service"):
+            ready = httpx.get(cluster.pods[name].url + "/readyz", timeout=5)
+            assert ready.status_code == 200, (name, ready.text)
+        for method, path in (("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/1")):
+            started = time.monotonic()
+            response = client.request(method, path, json=ORDER if method == "POST" else None)
+            assert time.monotonic() - started < 5, (method, path)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["retry-after"] == "1"
+
+        # db comes back as a Deployment would start it again, on the same Service address;
+        # nothing else restarts.
+        cluster.wait_ready(cluster.start("db"))
+        assert client.post("/orders", json=ORDER).status_code == 201
+        assert len(client.get("/orders").json()) == 2

@@ -82,9 +82,10 @@ def test_create_applies_the_overlay_in_its_own_namespace_and_forwards_to_the_gat
     assert result.returncode == 0, result.stderr
     record = sandbox_cli.record("k1")
     port = record["forward_port"]
+    kustomization = sandbox_cli.directory("k1") / "kustomization"
     assert kubectl.command_lines() == [
         ["config", "current-context"],
-        ["kustomize", str(LOCAL_OVERLAY)],
+        ["kustomize", str(kustomization)],  # the overlay, into namespace shop-k1
         [*CONTEXT, "get", "namespace", "shop-k1", "--ignore-not-found", "-o", "name"],
         [*CONTEXT, "apply", "-f", "-"],
         *(
@@ -95,6 +96,9 @@ def test_create_applies_the_overlay_in_its_own_namespace_and_forwards_to_the_gat
         [*CONTEXT, "get", "deployments", "-n", "shop-k1", "-o", "json"],  # the final check
     ]
     assert f"http://127.0.0.1:{port}" in result.stdout
+    written = yaml.safe_load((kustomization / "kustomization.yaml").read_text())
+    assert written["namespace"] == "shop-k1"
+    assert (kustomization / written["resources"][0]).resolve() == LOCAL_OVERLAY.resolve()
 
 
 def timeouts(kubectl: FakeKubectl) -> list[str]:
@@ -122,11 +126,11 @@ def test_the_applied_manifests_live_in_the_sandboxs_namespace_only(
         "shop-k2"
     }
     [config] = [d for d in applied if d["kind"] == "ConfigMap"]
-    assert config["data"]["MICROSHOP_ORDER_SERVICE_URL"] == "http://order-service.shop-k2:3002"
-    assert config["data"]["MICROSHOP_PAYMENT_SERVICE_URL"] == "http://payment-service.shop-k2:3001"
-    assert config["data"]["MICROSHOP_DB_SERVICE_URL"] == "http://db.shop-k2:3004"
+    assert config["data"]["MICROSHOP_ORDER_SERVICE_URL"] == "http://order-service:3002"
+    assert config["data"]["MICROSHOP_PAYMENT_SERVICE_URL"] == "http://payment-service:3001"
+    assert config["data"]["MICROSHOP_DB_SERVICE_URL"] == "http://db:3004"
     text = yaml.safe_dump_all(applied)
-    assert not re.search(r"\.shop\b(?!-k2)|namespace: shop\n|: shop\n", text)
+    assert not re.search(r"\bshop\b(?!-k2)", text)
     saved = (sandbox_cli.directory("k2") / "manifests.yaml").read_text()
     assert list(yaml.safe_load_all(saved)) == applied
 
@@ -264,4 +268,7 @@ def test_postgresql_needs_manifests_that_provide_it(
         for d in kubectl.applied()
         if d["kind"] == "Secret" and d["metadata"]["name"] == "microshop-database"
     ]
-    assert "@postgresql.shop-k9:5432/" in secret["stringData"]["MICROSHOP_DATABASE_URL"]
+    assert "@postgresql:5432/" in secret["stringData"]["MICROSHOP_DATABASE_URL"]
+    assert {
+        d["metadata"].get("namespace") for d in kubectl.applied() if d["kind"] != "Namespace"
+    } == {"shop-k9"}

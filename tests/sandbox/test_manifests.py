@@ -1,6 +1,5 @@
-"""Moving the rendered manifests from namespace `shop` to a sandbox's namespace, in process."""
+"""The manifests rendered into a sandbox's namespace by kustomize, and the storage chosen."""
 
-import base64
 import re
 import shutil
 import subprocess
@@ -12,7 +11,12 @@ import yaml
 
 from microshop.common.settings import Storage
 from microshop.sandbox import SandboxError
-from microshop.sandbox.manifests import choose_database, move_to_namespace, workloads
+from microshop.sandbox.manifests import (
+    choose_database,
+    claim_namespace,
+    workloads,
+    write_kustomization,
+)
 from tests.system_tools import missing_system_tool
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -29,72 +33,34 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("source", ["base", "overlays/local", "overlays/production"])
-def test_no_trace_of_namespace_shop_is_left_in_any_rendering(source: str) -> None:
-    documents = render(K8S / source)
-    count = len(documents)
+def test_kustomize_renders_every_object_into_the_sandbox_namespace(
+    source: str, tmp_path: Path
+) -> None:
+    kustomization = write_kustomization(K8S / source, "shop-test", tmp_path / "kustomization")
 
-    move_to_namespace(documents, "shop-test", "test")
+    documents = render(kustomization)
+    claim_namespace(documents, "shop-test", "test")
 
+    namespaced = [d for d in documents if d["kind"] != "Namespace"]
+    assert len(namespaced) == len(render(K8S / source)) - (source != "base")
+    assert {d["metadata"].get("namespace") for d in namespaced} == {"shop-test"}
+    [namespace] = [d for d in documents if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == "shop-test"
+    assert namespace["metadata"]["labels"]["microshop/sandbox"] == "test"
     text = yaml.safe_dump_all(documents)
-    assert len(documents) == count
-    assert not re.search(r"(namespace|name): shop\n|\.shop\b(?!-test)", text)
-    assert {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"} == {
-        "shop-test"
-    }
+    assert not re.search(r"\bshop\b(?!-test)", text)  # not as a namespace, not in a URL
 
 
-def test_every_way_of_naming_the_namespace_moves() -> None:
-    url = "postgresql://u:p@postgresql.shop:5432/shop"
+def test_a_namespace_declared_by_the_manifests_keeps_its_labels() -> None:
     documents: list[dict[str, Any]] = [
-        {"kind": "Namespace", "metadata": {"name": "shop"}},
-        {
-            "kind": "ConfigMap",
-            "metadata": {"name": "c", "namespace": "shop"},
-            "data": {
-                "A": "http://db.shop:3004",
-                "B": "http://db.shop.svc.cluster.local:3004/x",
-                "C": "--peer=order-service.shop.svc --other",
-                "D": "www.shopping.example, microshop, shop",
-            },
-        },
-        {
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "n", "namespace": "shop"},
-            "spec": {
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": "shop"}
-                                }
-                            }
-                        ]
-                    }
-                ]
-            },
-        },
-        {
-            "kind": "Secret",
-            "metadata": {"name": "s", "namespace": "shop"},
-            "data": {"URL": base64.b64encode(url.encode()).decode()},
-        },
+        {"kind": "Namespace", "metadata": {"name": "shop-x", "labels": {"a": "b"}}},
+        {"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop-x"}},
     ]
 
-    move_to_namespace(documents, "shop-x", "x")
+    claim_namespace(documents, "shop-x", "x")
 
-    namespace, config, policy, secret = documents
-    assert namespace["metadata"] == {"name": "shop-x", "labels": {"microshop/sandbox": "x"}}
-    assert config["data"] == {
-        "A": "http://db.shop-x:3004",
-        "B": "http://db.shop-x.svc.cluster.local:3004/x",
-        "C": "--peer=order-service.shop-x.svc --other",
-        "D": "www.shopping.example, microshop, shop",  # not names of the namespace
-    }
-    selector = policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
-    assert selector == {"kubernetes.io/metadata.name": "shop-x"}
-    decoded = base64.b64decode(secret["data"]["URL"]).decode()
-    assert decoded == "postgresql://u:p@postgresql.shop-x:5432/shop"  # the database keeps its name
+    assert len(documents) == 2
+    assert documents[0]["metadata"]["labels"] == {"a": "b", "microshop/sandbox": "x"}
 
 
 def test_storage_follows_the_manifests_unless_asked_otherwise() -> None:

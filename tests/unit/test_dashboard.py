@@ -13,7 +13,9 @@ from microshop.services.gateway.app import create as create_gateway
 from microshop.services.orders.app import create as create_orders
 from microshop.services.payments.app import create as create_payments
 
-DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "microshop-dashboard.json"
+DASHBOARD = (
+    Path(__file__).parents[2] / "deploy/k8s/components/prometheus-operator/microshop-dashboard.json"
+)
 PROMQL_FUNCTIONS = {"sum", "rate", "max", "by", "histogram_quantile", "le"}
 
 

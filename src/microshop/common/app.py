@@ -31,8 +31,6 @@ from microshop.common.tracing import Tracer
 
 logger = logging.getLogger("microshop.app")
 
-READINESS_TIMEOUT_SECONDS = 1.0
-
 
 class Service:
     """Base of the four services: owns settings, metrics and the outgoing HTTP session."""
@@ -67,14 +65,13 @@ class Service:
         self.tracer.close()
 
     async def check_ready(self) -> None:
-        """Raises `Problem` when this service cannot do its job; by default it can."""
+        """Raises `Problem` when this pod cannot serve its own requests; by default it can.
 
-    async def check_dependency(self, client: ServiceClient) -> None:
-        """Ready only while a service we cannot work without answers its liveness check."""
-        response = await client.request("GET", "/healthz", timeout=READINESS_TIMEOUT_SECONDS)
-        # A peer without health endpoints (the seed's) is alive while it answers HTTP at all.
-        if response.status != 200 and not response.route_missing:
-            raise Problem(503, f"{client.target} is not healthy (status {response.status}).")
+        Only what the service itself owns counts (db: its storage), never another service: an
+        unready pod leaves its Kubernetes Service, so readiness that followed a dependency would
+        take the whole chain out of rotation and turn a documented 503 into refused connections.
+        Dependencies' health is in the gateway's `/status` and in the metrics instead.
+        """
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "service": self.name, "version": __version__})

@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: Annotated[int | None, Field(ge=1, le=65535)] = None
 
-    order_service_url: HttpUrl = HttpUrl("http://order-service.shop:3002")
-    payment_service_url: HttpUrl = HttpUrl("http://payment-service.shop:3001")
-    db_service_url: HttpUrl = HttpUrl("http://db.shop:3004")
+    order_service_url: HttpUrl = HttpUrl("http://order-service:3002")
+    payment_service_url: HttpUrl = HttpUrl("http://payment-service:3001")
+    db_service_url: HttpUrl = HttpUrl("http://db:3004")
 
     storage: Storage = Storage.SQLITE
     data_dir: Path = Field(default_factory=default_data_dir)

@@ -1,6 +1,6 @@
 """The Kubernetes backend: a sandbox is namespace `shop-<name>`, reached through a port-forward.
 
-Create renders the Kustomize overlay, moves it to the sandbox's namespace, applies it, waits for
+Create renders the Kustomize overlay into the sandbox's namespace, applies it, waits for
 every rollout and starts `kubectl port-forward` to the gateway in the background; delete stops the
 port-forward and deletes the namespace, which takes everything in it along. Everything goes
 through the `kubectl` on PATH, with the context that was current at creation.
@@ -107,10 +107,13 @@ class KubernetesBackend:
         directory.save(record)
 
         reporter.begin("render")
-        rendering = found.run("kustomize", str(source))  # no cluster involved
+        kustomization = manifests.write_kustomization(
+            source, namespace, directory.kustomization_directory
+        )
+        rendering = found.run("kustomize", str(kustomization))  # no cluster involved
         documents = manifests.parse(rendering)
         record.database = manifests.choose_database(documents, record.database, source)
-        manifests.move_to_namespace(documents, namespace, record.name)
+        manifests.claim_namespace(documents, namespace, record.name)
         rendered = manifests.dump(documents)
         directory.manifests_file.write_text(rendered)
         reporter.finish("render")

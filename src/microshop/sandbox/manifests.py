@@ -1,14 +1,12 @@
-"""The Kustomize rendering of the shop, moved from namespace `shop` to a sandbox's own namespace.
+"""The Kustomize rendering of the shop, in a sandbox's own namespace.
 
-Every object's `metadata.namespace`, the Namespace object itself, namespace selectors, and the
-kube-dns names the services are wired with (`http://db.shop:3004` in the ConfigMap,
-`...@postgresql.shop:5432/...` in a Secret) move together; otherwise a sandbox would quietly call
-the services of namespace `shop`.
+Kustomize does the moving: a kustomization of the sandbox's own names the overlay as its resource
+and the sandbox's namespace as `namespace:`, which sets every object's namespace and renames the
+overlay's Namespace object. Nothing else names a namespace (the services reach each other by bare
+Service names, resolved in their own namespace), so no string is rewritten.
 """
 
-import base64
-import binascii
-import re
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,9 @@ from typing import Any
 from microshop.common.settings import Storage
 from microshop.sandbox import SandboxError
 
-BASE_NAMESPACE = "shop"
 CONFIG_MAP = "microshop-config"
-NAMESPACE_KEYS = ("namespace", "kubernetes.io/metadata.name")
-"""Keys whose value is a namespace's name: object metadata, subjects, namespace selectors."""
 SANDBOX_LABEL = "microshop/sandbox"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-SERVICE_ADDRESS = re.compile(
-    rf"(?<=[a-z0-9])\.{BASE_NAMESPACE}"
-    r"(?=(?:\.svc(?:\.cluster\.local)?)?(?::\d+)?(?:[/?\s,;\"']|$))"
-)
-"""The namespace part of `<service>.shop[.svc[.cluster.local]][:port]` inside a string."""
 
 Document = dict[str, Any]
 
@@ -59,43 +49,34 @@ def dump(documents: list[Document]) -> str:
     return str(yaml_module().safe_dump_all(documents, sort_keys=False))
 
 
-def move_to_namespace(documents: list[Document], namespace: str, sandbox: str) -> None:
-    """Renames namespace `shop` to `namespace` everywhere in `documents`, in place."""
-    for document in documents:
-        metadata = document.setdefault("metadata", {})
-        if document.get("kind") == "Namespace" and metadata.get("name") == BASE_NAMESPACE:
-            metadata["name"] = namespace
-            metadata.setdefault("labels", {})[SANDBOX_LABEL] = sandbox
-        rename_in(document, namespace)
-        if document.get("kind") == "Secret":
-            rename_in_secret_data(document.get("data") or {}, namespace)
+def write_kustomization(source: Path, namespace: str, directory: Path) -> Path:
+    """Writes into `directory` a kustomization that renders `source` into `namespace`, and returns
+    the directory (what `kubectl kustomize` takes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        # Kustomize takes only relative paths to other kustomizations.
+        "resources": [os.path.relpath(source.resolve(), directory.resolve())],
+    }
+    (directory / "kustomization.yaml").write_text(dump([kustomization]))
+    return directory
 
 
-def rename_in(node: Any, namespace: str) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in NAMESPACE_KEYS and value == BASE_NAMESPACE:
-                node[key] = namespace
-            elif isinstance(value, str):
-                node[key] = SERVICE_ADDRESS.sub(f".{namespace}", value)
-            else:
-                rename_in(value, namespace)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            if isinstance(value, str):
-                node[index] = SERVICE_ADDRESS.sub(f".{namespace}", value)
-            else:
-                rename_in(value, namespace)
-
-
-def rename_in_secret_data(data: dict[str, Any], namespace: str) -> None:
-    """A Secret's `data` is base64: the URLs in it move too."""
-    for key, value in data.items():
-        try:
-            text = base64.b64decode(str(value), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            continue
-        data[key] = base64.b64encode(SERVICE_ADDRESS.sub(f".{namespace}", text).encode()).decode()
+def claim_namespace(documents: list[Document], namespace: str, sandbox: str) -> None:
+    """Labels the Namespace object as the sandbox's, adding one first when the manifests declare
+    none (the base leaves it to whoever applies it)."""
+    declared = [
+        document
+        for document in documents
+        if document.get("kind") == "Namespace"
+        and document.get("metadata", {}).get("name") == namespace
+    ]
+    if not declared:
+        declared = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
+        documents.insert(0, declared[0])
+    declared[0]["metadata"].setdefault("labels", {})[SANDBOX_LABEL] = sandbox
 
 
 def containers(document: Document) -> Iterator[Document]:

@@ -100,6 +100,11 @@ class SandboxDirectory:
         return self.path / "manifests.yaml"
 
     @property
+    def kustomization_directory(self) -> Path:
+        """A kustomization that renders the sandbox's manifests into its namespace."""
+        return self.path / "kustomization"
+
+    @property
     def forward_log_file(self) -> Path:
         return self.path / "port-forward.log"
 

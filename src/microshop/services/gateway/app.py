@@ -48,9 +48,6 @@ class Gateway(Service):
         # Placing an order is two calls in order-service (db, then payment): give it time for both.
         self.place_order_timeout = settings.request_timeout * 2 + 0.5
 
-    async def check_ready(self) -> None:
-        await self.check_dependency(self.orders)
-
     def routes(self) -> Sequence[BaseRoute]:
         return [
             ApiRoute(

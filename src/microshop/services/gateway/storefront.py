@@ -18,16 +18,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from microshop import __version__
-from microshop.common.app import READINESS_TIMEOUT_SECONDS, Service
+from microshop.common.app import Service
 from microshop.common.errors import Problem
 from microshop.common.http_client import ServiceClient
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import JSONResponse
 
 PACKAGE = "microshop.services.gateway"
-PROBE_TIMEOUT_SECONDS = READINESS_TIMEOUT_SECONDS + 0.25
-"""Just longer than a service's own check of what it depends on, so that a service that is down
-because another one is can say so, instead of merely timing out too."""
+PROBE_TIMEOUT_SECONDS = 1.25
+"""How long a service's /readyz may take: each answers from its own state (db after one round trip
+to its storage), so a slower answer means the service is in trouble itself."""
 PROBE_GRACE_SECONDS = 0.25
 """A probe's deadline lies just past its HTTP timeout, so that the timeout normally reports."""
 

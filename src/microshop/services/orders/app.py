@@ -92,9 +92,6 @@ class OrderService(Service):
                 await self.sweeper
         await super().stop()
 
-    async def check_ready(self) -> None:
-        await self.check_dependency(self.db)
-
     def routes(self) -> Sequence[BaseRoute]:
         return [
             ApiRoute(

@@ -57,9 +57,6 @@ class PaymentService(Service):
         )
         return [Middleware(FaultInjectionMiddleware, latency=latency, failure_rate=failure_rate)]
 
-    async def check_ready(self) -> None:
-        await self.check_dependency(self.db)
-
     def routes(self) -> Sequence[BaseRoute]:
         return [
             ApiRoute(
