@@ -45,7 +45,7 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 EXAMPLE_PRODUCTION_SECRETS = {
     # overlays/production renders no Secret: these two are created in the cluster before the first
     # apply (docs/kubernetes.md). The values are examples for the offline checks.
-    "microshop-internal-token": {"MICROSHOP_INTERNAL_TOKEN": "example-token"},
+    "microshop-internal-token": {"MICROSHOP_INTERNAL_TOKEN": "example-token-for-offline-checks"},
     "microshop-database": {
         "POSTGRES_USER": "microshop",
         "POSTGRES_PASSWORD": "example-password",

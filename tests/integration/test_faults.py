@@ -203,3 +203,38 @@ def assert_every_order_settled_once_or_refused(shop: RunningShop, stream: OrderS
     orders = wait_until_settled(shop.gateway_url, stream.customer)
     assert stream.acknowledged_ids <= {order["id"] for order in orders}
     assert all(order["status"] in ("paid", "declined") for order in orders)
+
+
+def test_a_timed_out_order_says_how_to_retry_it_and_the_retry_places_it_once(
+    tmp_path: Path,
+) -> None:
+    """With db frozen, the order times out but may still be stored once db resumes; the 504 hands
+    a client that sent no key the one that was used, and retrying with it places nothing twice."""
+    shop = start_shop(tmp_path)
+    db = shop.pid("db")
+    customer = f"frozen-{time.monotonic_ns()}"
+    try:
+        os.kill(db, signal.SIGSTOP)
+        try:
+            timed_out = httpx.post(
+                shop.gateway_url + "/orders", json={**ORDER, "customer": customer}, timeout=30
+            )
+        finally:
+            os.kill(db, signal.SIGCONT)
+        assert timed_out.status_code == 504, timed_out.text
+        key = timed_out.headers["idempotency-key"]
+        assert key in timed_out.json()["detail"]
+        assert "may still be placed" in timed_out.json()["detail"]
+
+        retried = httpx.post(
+            shop.gateway_url + "/orders",
+            json={**ORDER, "customer": customer},
+            headers={"Idempotency-Key": key},
+            timeout=30,
+        )
+        assert retried.status_code in (200, 201, 202), retried.text
+        assert retried.headers["idempotency-key"] == key
+        listed = httpx.get(shop.gateway_url + "/orders", params={"customer": customer}).json()
+        assert [order["id"] for order in listed] == [retried.json()["order"]["id"]]
+    finally:
+        assert shop.stop() == 0

@@ -71,6 +71,15 @@ def test_unknown_order_is_a_404_problem(gateway: httpx.Client, order_id: str) ->
     assert response.json()["status"] == 404
 
 
+@pytest.mark.parametrize("service", ["api-gateway", "order-service", "db"])
+def test_an_id_of_thousands_of_digits_is_a_404_problem(shop: RunningShop, service: str) -> None:
+    """More digits than Python turns into an int (4,300) once made each service answer 500."""
+    response = httpx.get(f"{shop.url(service)}/orders/{'9' * 4301}", timeout=10)
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_pagination_follows_link_headers_through_every_order(gateway: httpx.Client) -> None:
     customer = unique_customer()
     placed = [
@@ -140,6 +149,24 @@ def test_empty_idempotency_key_counts_as_none(gateway: httpx.Client) -> None:
 def test_overlong_idempotency_key_is_refused(gateway: httpx.Client) -> None:
     response = gateway.post("/orders", json=ORDER, headers={"Idempotency-Key": "k" * 201})
     assert response.status_code == 422
+
+
+def test_non_ascii_idempotency_key_is_refused_at_the_edge(gateway: httpx.Client) -> None:
+    """Each hop would read its bytes in another encoding; refused with a reason instead."""
+    response = gateway.post(
+        "/orders", json=ORDER, headers=[(b"Idempotency-Key", "schlüssel".encode())]
+    )
+    assert response.status_code == 422
+    assert "ASCII" in response.json()["detail"]
+
+
+def test_every_placed_order_answers_with_the_key_used(gateway: httpx.Client) -> None:
+    made_up = gateway.post("/orders", json=ORDER)
+    key = uuid.uuid4().hex
+    given = gateway.post("/orders", json=ORDER, headers={"Idempotency-Key": key})
+
+    assert len(made_up.headers["idempotency-key"]) == 32
+    assert given.headers["idempotency-key"] == key
 
 
 BAD_BODIES = [

@@ -231,7 +231,9 @@ def test_status_and_list_show_every_service_ready(ready_sandbox: ReadySandbox) -
 
 
 def test_logs_show_one_services_lines(ready_sandbox: ReadySandbox) -> None:
-    cli, _ = ready_sandbox
+    cli, record = ready_sandbox
+    for _ in range(2):  # two access lines, after the gateway's one line of start-up
+        httpx.get(f"http://127.0.0.1:{record['ports']['api-gateway']}/orders", timeout=10)
 
     db_lines = cli.run("logs", "ready", "db").stdout.splitlines()
     every_line = cli.run("logs", "ready").stdout

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def run_cli(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -68,3 +70,13 @@ def test_a_bad_option_is_named_as_typed() -> None:
     assert result.returncode == 2
     assert "--database: must start with postgresql://" in result.stderr
     assert "MICROSHOP_DATABASE_URL" not in result.stderr
+
+
+@pytest.mark.parametrize("token", ["", " ", "short"])
+def test_an_empty_or_short_internal_token_is_refused_at_start_up(token: str) -> None:
+    """`Authorization: Bearer ` with nothing after it once passed an empty token's check."""
+    result = run_cli("serve", "db", MICROSHOP_INTERNAL_TOKEN=token)
+    assert result.returncode == 2
+    assert "MICROSHOP_INTERNAL_TOKEN: must be at least 16 characters" in result.stderr
+    if token.strip():
+        assert token not in result.stderr  # a secret, even a bad one, is never printed

@@ -50,3 +50,17 @@ def test_transaction_request_uses_the_seeds_field_name() -> None:
 @pytest.mark.parametrize(("cents", "number"), [(10000, 100), (1050, 10.5), (1, 0.01)])
 def test_prices_are_sent_as_the_seed_sent_them(cents: int, number: float) -> None:
     assert price_to_json(cents) == number
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tab\there", "next\u0085line", "csi\u009bcode", "\u202egnp.exe", "isolate\u2066d", "del\x7f"],
+)
+def test_names_with_control_or_bidirectional_characters_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError):
+        OrderCreate(item=name, price=Decimal(1), customer="b")
+
+
+@pytest.mark.parametrize("name", ["Grüße", "日本の茶碗", "👩‍👩‍👧 family mug", "O'Brien & Söhne"])
+def test_names_in_any_script_are_accepted(name: str) -> None:
+    assert OrderCreate(item=name, price=Decimal(1), customer=name).item == name

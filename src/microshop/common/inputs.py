@@ -4,6 +4,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 
 from microshop.common.errors import Problem, validation_problem
@@ -64,6 +65,23 @@ def read_query(request: Request, model: type[ModelT]) -> ModelT:
     return model.model_validate(dict(request.query_params))
 
 
+class OrderIdConvertor(Convertor[int]):
+    """`{order_id:order_id}` in a path: at most 19 digits, as many as the largest id has. A longer
+    number is no route, so 404, rather than a server error (Python turns at most 4,300 digits into
+    an int)."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("order_id", OrderIdConvertor())
+
+
 def order_id_from(request: Request) -> int:
     """The `{order_id}` of the path; ids the database could never hold are simply not found."""
     order_id = int(request.path_params["order_id"])
@@ -85,9 +103,12 @@ def idempotency_key_from(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
     if not key:
         return None
-    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+    # ASCII only: other bytes in a header have no agreed encoding, and each hop would read
+    # them differently.
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not (key.isascii() and key.isprintable()):
         raise Problem(
             422,
-            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+            "characters.",
         )
     return key

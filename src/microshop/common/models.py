@@ -55,13 +55,18 @@ def number_or_decimal_text(value: Any) -> Any:
     return value
 
 
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls, DEL, and the bidirectional embeddings, overrides and isolates, which
+make a name display as something else (U+202E turns the rest of it around)."""
+
+
 def printable_text(value: Any) -> Any:
     """Names are text a person could type: no blank names, no control characters."""
     if not isinstance(value, str):
         raise ValueError("must be a string")
     if not value.strip():
         raise ValueError("must not be blank")
-    if any(character < " " or character == "\x7f" for character in value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
 

@@ -111,7 +111,7 @@ def build_openapi(title: str, version: str, routes: Sequence[BaseRoute]) -> dict
                 continue
             path = CONVERTOR.sub(
                 "}", route.path
-            )  # "/orders/{order_id:int}" -> "/orders/{order_id}"
+            )  # "/orders/{order_id:order_id}" -> "/orders/{order_id}"
             paths.setdefault(path, {})[method.lower()] = operation(route, components)
     return {
         "openapi": "3.1.0",

@@ -31,6 +31,8 @@ def default_data_dir() -> Path:
 
 POSTGRESQL_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
+MIN_TOKEN_LENGTH = 16
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 
 
@@ -77,6 +79,17 @@ class Settings(BaseSettings):
     @classmethod
     def upper_case_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("internal_token")
+    @classmethod
+    def long_enough_to_guess_hard(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token would let `Authorization: Bearer ` through: refuse it at start-up."""
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_LENGTH} characters (`openssl rand -hex 32` makes "
+                "one), or unset"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

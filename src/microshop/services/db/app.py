@@ -95,7 +95,7 @@ class DbService(Service):
                 responses={201: OrderWithTransaction, 200: OrderWithTransaction},
             ),
             ApiRoute(
-                "/orders/{order_id:int}",
+                "/orders/{order_id:order_id}",
                 self.get_order,
                 methods=["GET"],
                 summary="One order with its transaction.",

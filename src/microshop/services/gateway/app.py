@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
+from microshop.common.errors import Problem
 from microshop.common.inputs import (
     IDEMPOTENCY_HEADER,
     idempotency_key_from,
@@ -68,7 +69,7 @@ class Gateway(Service):
                 responses={201: OrderWithTransaction, 202: OrderWithTransaction},
             ),
             ApiRoute(
-                "/orders/{order_id:int}",
+                "/orders/{order_id:order_id}",
                 self.get_order,
                 methods=["GET"],
                 summary="One order with its transaction.",
@@ -114,8 +115,23 @@ class Gateway(Service):
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
-        # With a key, a retry after a lost answer can never create a second order.
+        # With a key, a retry after a lost answer can never create a second order. Every answer
+        # carries the key used, so a client that sent none can retry safely too.
         key = idempotency_key_from(request) or uuid.uuid4().hex
+        try:
+            response = await self._place(order, key)
+        except Problem as problem:
+            problem.headers[IDEMPOTENCY_HEADER] = key
+            if problem.status == 504:
+                problem.detail = (
+                    f"{problem.detail} The order may still be placed: send it again with "
+                    f"{IDEMPOTENCY_HEADER}: {key} to get its answer without placing it twice."
+                )
+            raise
+        response.headers[IDEMPOTENCY_HEADER] = key
+        return response
+
+    async def _place(self, order: OrderCreate, key: str) -> Response:
         answer = await self.orders.request(
             "POST",
             "/orders",

@@ -112,7 +112,7 @@ class OrderService(Service):
                 responses={201: OrderWithTransaction, 202: OrderWithTransaction},
             ),
             ApiRoute(
-                "/orders/{order_id:int}",
+                "/orders/{order_id:order_id}",
                 self.get_order,
                 methods=["GET"],
                 summary="One order with its transaction.",
