@@ -1,6 +1,7 @@
 """`microshop sandbox ...`: create a whole shop, run tests against it, delete it."""
 
 import contextlib
+import getpass
 import os
 import signal
 import sys
@@ -22,9 +23,13 @@ from microshop.sandbox import (
     Health,
     SandboxError,
     SandboxStatus,
+    UnknownSandbox,
     lifecycle,
+    processes,
 )
-from microshop.sandbox.state import every_sandbox, find, new_name
+from microshop.sandbox.blueprint import Blueprint
+from microshop.sandbox.reservations import describe_seconds, parse_duration
+from microshop.sandbox.state import SandboxDirectory, every_sandbox, find, new_name
 from microshop.services import SERVICES
 from microshop.terminal import USAGE_ERROR, console, error_console, fail
 
@@ -33,6 +38,7 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 
+DEFAULT_DURATION = "1h"
 HEALTH_COLORS = {
     Health.READY: "green",
     Health.STARTING: "yellow",
@@ -110,8 +116,29 @@ def create_command(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every service to be ready.", min=1)
     ] = 120.0,
+    duration: Annotated[
+        str,
+        typer.Option(
+            help="How long the sandbox lasts before it is torn down by itself: 90s, 30m, 2h.",
+            envvar="MICROSHOP_SANDBOX_DURATION",
+        ),
+    ] = DEFAULT_DURATION,
+    blueprint: Annotated[
+        Path | None,
+        typer.Option(
+            help='JSON: services from elsewhere, {"services": {"order-service": {"checkout": '
+            '"../branch"}}}; see docs/sandboxes.md.',
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a sandbox and return once every service in it is ready (or fail, leaving nothing)."""
+    try:
+        seconds = parse_duration(duration)
+        services = read_blueprint(blueprint) if blueprint is not None else None
+    except (ValueError, SandboxError) as error:
+        fail(str(error), code=USAGE_ERROR)
     if database_url is not None:
         if database not in (None, Storage.POSTGRESQL):
             fail("--database-url goes with --database postgresql", code=USAGE_ERROR)
@@ -126,7 +153,16 @@ def create_command(
             code=USAGE_ERROR,
         )
     sandbox_name = name or new_name()
-    options = CreateOptions(database, database_url, base_port, manifests, timeout)
+    options = CreateOptions(
+        database,
+        database_url,
+        base_port,
+        manifests,
+        timeout,
+        duration=seconds,
+        owner=getpass.getuser(),
+        blueprint=services,
+    )
     started = time.monotonic()
     try:
         with (
@@ -160,6 +196,18 @@ def create_command(
     )
 
 
+def read_blueprint(path: Path) -> Blueprint:
+    try:
+        return Blueprint.model_validate_json(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SandboxError(f"bad blueprint {path}: {error}") from None
+
+
+def time_left(directory: SandboxDirectory) -> str:
+    reservation = directory.load_reservation()
+    return describe_seconds(reservation.seconds_left()) if reservation else "-"
+
+
 def health_text(sandbox: SandboxStatus) -> str:
     return f"[{HEALTH_COLORS[sandbox.health]}]{sandbox.health}[/]"
 
@@ -178,7 +226,7 @@ def list_command() -> None:
     if not directories:
         console.print("no sandboxes")
         return
-    table = Table("name", "backend", "status", "gateway", "database", "age", "problem")
+    table = Table("name", "backend", "status", "gateway", "database", "age", "time left", "problem")
     for column in table.columns[:-1]:
         column.no_wrap = True
     for directory in directories:
@@ -191,6 +239,7 @@ def list_command() -> None:
             sandbox.gateway_url or "",
             str(record.database or "") if record else "",
             age(time.time() - record.created_at) if record else "",
+            time_left(directory),
             escape(sandbox.problem or ""),
         )
     console.print(table)
@@ -210,8 +259,9 @@ def status_command(name: str) -> None:
     )
     if sandbox.gateway_url:
         console.print(f"gateway: {sandbox.gateway_url}", highlight=False)
+    console.print(f"time left: {time_left(find(name))}", highlight=False)
     if sandbox.services:
-        table = Table("service", "status", "pid", "url")
+        table = Table("service", "status", "pid", "url", "from")
         for service in sandbox.services:
             color = "green" if service.ready else "red"
             table.add_row(
@@ -219,6 +269,7 @@ def status_command(name: str) -> None:
                 f"[{color}]{service.detail}[/]",
                 str(service.pid or ""),
                 service.url or "",
+                escape(service.override or "default"),
             )
         console.print(table)
     if sandbox.health is not Health.READY:
@@ -298,6 +349,9 @@ def delete_command(
         try:
             with error_console.status(f"deleting {directory.name}"):
                 warnings = lifecycle.delete(directory)
+        except UnknownSandbox as error:
+            console.print(str(error), highlight=False)
+            continue
         except SandboxError as error:
             failures += 1
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -309,3 +363,35 @@ def delete_command(
         console.print("no sandboxes")
     if failures:
         raise typer.Exit(1)
+
+
+@sandbox_app.command("extend")
+def extend_command(
+    name: str,
+    duration: Annotated[str, typer.Argument(help="How much longer: 90s, 30m, 2h.")],
+) -> None:
+    """Move a sandbox's end time later."""
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as error:
+        fail(str(error), code=USAGE_ERROR)
+    try:
+        reservation = lifecycle.extend(find(name), seconds, longest=None)
+    except SandboxError as error:
+        fail(str(error), code=1)
+    console.print(
+        f"sandbox {name} now ends in {describe_seconds(reservation.seconds_left())}",
+        highlight=False,
+    )
+
+
+@sandbox_app.command("reap", hidden=True)
+def reap_command(name: str) -> None:
+    """Started by `create` next to each sandbox: tears it down at its end time."""
+    token = os.environ.get(processes.TOKEN_VARIABLE, "")
+    try:
+        lifecycle.reap(find(name), token)
+    except UnknownSandbox:
+        return  # deleted before its reaper got going: nothing left to do
+    except SandboxError as error:
+        fail(str(error), code=1)

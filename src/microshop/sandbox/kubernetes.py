@@ -110,6 +110,8 @@ class KubernetesBackend:
         documents = manifests.parse(rendering)
         record.database = manifests.choose_database(documents, record.database, source)
         manifests.move_to_namespace(documents, namespace, record.name)
+        if options.blueprint is not None:
+            options.blueprint.apply_to_manifests(documents)
         rendered = manifests.dump(documents)
         directory.manifests_file.write_text(rendered)
         reporter.finish("render")
