@@ -16,7 +16,9 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from microshop.common.settings import Storage
+from microshop.common.app import create_app
+from microshop.common.logs import configure_logging
+from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.sandbox import (
     Backend,
     CreateOptions,
@@ -29,7 +31,17 @@ from microshop.sandbox import (
 )
 from microshop.sandbox.blueprint import Blueprint
 from microshop.sandbox.reservations import describe_seconds, parse_duration
-from microshop.sandbox.state import SandboxDirectory, every_sandbox, find, new_name
+from microshop.sandbox.server import SandboxServer, ServerConfig
+from microshop.sandbox.state import (
+    HOME_VARIABLE,
+    SandboxDirectory,
+    every_sandbox,
+    find,
+    home,
+    new_name,
+    new_token,
+)
+from microshop.server import run
 from microshop.services import SERVICES
 from microshop.terminal import USAGE_ERROR, console, error_console, fail
 
@@ -395,3 +407,85 @@ def reap_command(name: str) -> None:
         return  # deleted before its reaper got going: nothing left to do
     except SandboxError as error:
         fail(str(error), code=1)
+
+
+TOKEN_VARIABLE = "MICROSHOP_SANDBOX_SERVER_TOKEN"
+TOKEN_FILE_NAME = "server-token"
+
+
+def server_token(token_file: Path | None, state_dir: Path) -> str:
+    """The token from the file, the environment, or else a new one kept in the state directory.
+    Taken out of the environment, so no sandbox (nor a blueprint's command) ever sees it."""
+    from_environment = os.environ.pop(TOKEN_VARIABLE, "").strip()
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if not token:
+            fail(f"{token_file} is empty", code=USAGE_ERROR)
+        return token
+    if from_environment:
+        return from_environment
+    kept = state_dir / TOKEN_FILE_NAME
+    if not kept.exists():
+        descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(new_token() + "\n")
+    error_console.print(f"the API's token is in {kept}", highlight=False)
+    return kept.read_text().strip()
+
+
+@sandbox_app.command("serve")
+def serve_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3100,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the server keeps its sandboxes (its MICROSHOP_HOME); "
+            "default: $MICROSHOP_HOME."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"A file holding the API's bearer token; default: ${TOKEN_VARIABLE}, "
+            f"else a new one in STATE_DIR/{TOKEN_FILE_NAME}.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        list[Backend] | None, typer.Option(help="Backends offered (repeat); default: local.")
+    ] = None,
+    default_duration: Annotated[
+        str, typer.Option(help="How long a sandbox lasts when the request does not say.")
+    ] = "1h",
+    max_duration: Annotated[
+        str, typer.Option(help="The longest a sandbox may last, extensions included.")
+    ] = "8h",
+    quota: Annotated[int, typer.Option(help="Sandboxes at once.", min=1, max=1000)] = 10,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a sandbox may take to be ready.", min=1)
+    ] = 120.0,
+) -> None:
+    """Serve sandboxes through a REST API and a web page (docs/sandboxes.md, "The server")."""
+    try:
+        default_seconds = parse_duration(default_duration)
+        max_seconds = parse_duration(max_duration)
+        settings = load_settings(host=host, port=port)
+    except (ValueError, ConfigurationError) as error:
+        fail(str(error), code=USAGE_ERROR)
+    if default_seconds > max_seconds:
+        fail("--default-duration is longer than --max-duration", code=USAGE_ERROR)
+    directory = (state_dir or home()).expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ[HOME_VARIABLE] = str(directory)  # the sandboxes, and their reapers, live there
+    config = ServerConfig(
+        token=server_token(token_file, directory),
+        backends=frozenset(backend or [Backend.LOCAL]),
+        default_duration=default_seconds,
+        max_duration=max_seconds,
+        quota=quota,
+        create_timeout=timeout,
+    )
+    configure_logging(SandboxServer.name, settings.log_format, settings.log_level)
+    run(create_app(SandboxServer(settings, config)), settings)
