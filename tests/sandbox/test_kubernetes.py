@@ -265,3 +265,39 @@ def test_postgresql_needs_manifests_that_provide_it(
         if d["kind"] == "Secret" and d["metadata"]["name"] == "microshop-database"
     ]
     assert "@postgresql.shop-k9:5432/" in secret["stringData"]["MICROSHOP_DATABASE_URL"]
+
+
+def test_a_blueprint_gives_one_deployment_another_image(
+    sandbox_cli: SandboxCli, kubectl: FakeKubectl, tmp_path: Path
+) -> None:
+    blueprint = tmp_path / "blueprint.json"
+    blueprint.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "order-service": {
+                        "image": "registry.example/microshop:pr-7",
+                        "environment": {"MICROSHOP_LOG_LEVEL": "DEBUG"},
+                    }
+                }
+            }
+        )
+    )
+    local_only = tmp_path / "local-only.json"
+    local_only.write_text('{"services": {"db": {"command": ["true"]}}}')
+
+    refused = create(sandbox_cli, "k10", "--blueprint", str(local_only))
+    assert refused.returncode == 1 and "for the local backend" in refused.stderr
+    assert create(sandbox_cli, "k11", "--blueprint", str(blueprint)).returncode == 0
+
+    deployments = {d["metadata"]["name"]: d for d in kubectl.applied() if d["kind"] == "Deployment"}
+    images = {
+        name: {c["image"] for c in d["spec"]["template"]["spec"]["containers"]}
+        for name, d in deployments.items()
+    }
+    assert images.pop("order-service") == {"registry.example/microshop:pr-7"}
+    assert {image for each in images.values() for image in each} == {"microshop:local"}
+    [server] = deployments["order-service"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "MICROSHOP_LOG_LEVEL", "value": "DEBUG"} in server["env"]
+    status = sandbox_cli.run("status", "k11", COLUMNS="200")
+    assert "image registry.example/microshop:pr-7" in " ".join(status.stdout.split())

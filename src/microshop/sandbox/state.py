@@ -208,7 +208,7 @@ def sandboxes_root() -> Path:
 
 def ports_lock() -> Path:
     """Held while a sandbox chooses its ports and records them, so two never choose the same."""
-    return sandboxes_root() / "ports.lock"
+    return home() / "sandbox-ports.lock"
 
 
 def check_name(name: str) -> str:
