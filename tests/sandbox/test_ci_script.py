@@ -127,3 +127,50 @@ def test_the_api_script_creates_describes_and_deletes_with_curl_alone(
     assert deleted.stdout == "deleted sandbox by-curl\n"
     assert again.returncode == 0 and again.stdout == "no sandbox named by-curl\n"
     assert run_api_script(sandbox_server, API_SCRIPT, "nonsense", "x").returncode == 2
+
+
+JENKINS_STEP = REPOSITORY / "ci" / "jenkins" / "vars" / "withSandbox.groovy"
+
+
+def jenkins_shell_steps() -> list[str]:
+    """The `sh '''...'''` scripts of the Jenkins step, as Groovy hands them to the shell."""
+    scripts = re.findall(r"sh '''\n(.*?)'''", JENKINS_STEP.read_text(), flags=re.DOTALL)
+    return [script.replace("\\\\", "\\") for script in scripts]
+
+
+def test_the_jenkins_steps_shell_scripts_create_and_delete_through_the_server(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    create, delete = jenkins_shell_steps()
+    blueprint = tmp_path / "blueprint.json"
+    blueprint.write_text('{"services": {"db": {"environment": {"MICROSHOP_STORAGE": "memory"}}}}')
+    environment = {
+        **api_environment(sandbox_server),
+        "SANDBOX": "jenkins-7-shop",
+        "SANDBOX_DURATION": "10m",
+        "SANDBOX_BLUEPRINT": str(blueprint),
+    }
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-ec", script],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
+        )
+
+    created = run(create)
+    assert created.returncode == 0, created.stderr
+    variables = (tmp_path / ".sandbox.env").read_text()
+    assert "MICROSHOP_GATEWAY_URL=http://127.0.0.1:" in variables
+    with sandbox_server.client() as client:
+        sandbox = client.get("/sandboxes/jenkins-7-shop").json()
+        assert sandbox["status"] == "ready" and sandbox["owner"] == "jenkins"
+        assert sandbox["overridden"] == ["db"]
+    assert run(delete).returncode == 0
+    assert not (tmp_path / ".sandbox.env").exists()
+    with sandbox_server.client() as client:
+        assert client.get("/sandboxes/jenkins-7-shop").status_code == 404
