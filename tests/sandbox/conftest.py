@@ -7,7 +7,6 @@ is in use when something accepts connections on it.
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from microshop.supervisor import service_ports
-from tests.conftest import free_base_port, free_port
+from tests.conftest import ServiceProcess, free_base_port, free_port, wait_until_healthy
 from tests.system_tools import missing_system_tool
 
 CLI_TIMEOUT_SECONDS = 120.0
@@ -146,17 +145,13 @@ def base_port() -> int:
 
 
 SERVER_TOKEN = "test-token-8f1c2e"
-SERVER_START_SECONDS = 30.0
 
 
 @dataclass
-class SandboxServer:
+class SandboxServer(ServiceProcess):
     """`microshop sandbox serve`, started as a person starts it, its state in the CLI's home."""
 
-    process: subprocess.Popen[bytes]
-    url: str
-    home: Path
-    log_file: Path
+    home: Path = Path()
     token: str = SERVER_TOKEN
 
     def client(self, timeout: float = 150.0) -> httpx.Client:
@@ -166,13 +161,9 @@ class SandboxServer:
             timeout=timeout,
         )
 
-    def output(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
     def stop(self, timeout: float = 150.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        """Longer than a service's: the server first finishes the creations under way."""
+        return super().stop(timeout)
 
     def sandbox_processes(self) -> list[int]:
         """The live processes of the server's sandboxes (the server itself left out)."""
@@ -200,17 +191,9 @@ def start_sandbox_server(home: Path, *options: str, **environment: str) -> Sandb
                 **environment,
             },
         )
-    server = SandboxServer(process, f"http://127.0.0.1:{port}", home, log_file)
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"the sandbox server did not start:\n{server.output()[-4000:]}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    server = SandboxServer("sandbox-server", port, process, log_file, home)
+    wait_until_healthy(server)
+    return server
 
 
 def wait_until_ready(client: httpx.Client, name: str, timeout: float = 120.0) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from microshop.common.errors import ExceptionHandler, Problem, problem_response
 from microshop.common.inputs import read_model, read_query
 from microshop.common.middleware import QUIET_PATHS, BearerTokenMiddleware
 from microshop.common.openapi import ApiRoute
-from microshop.common.responses import JSONResponse
+from microshop.common.responses import PAGE_HEADERS, JSONResponse
 from microshop.common.settings import Settings, Storage
 from microshop.sandbox import (
     Backend,
@@ -66,14 +66,6 @@ PAGE_FILES = {
 }
 OPEN_PATHS = QUIET_PATHS | set(PAGE_FILES) | {"/openapi.json", "/docs"}
 """Without the token: probes, the API's description, and the page (which asks for the token)."""
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 @dataclass(frozen=True)
