@@ -117,6 +117,11 @@ def build(
     try:
         BACKENDS[record.backend].create(directory, record, options, reporter)
     except BaseException as failure:
+        if not directory.path.is_dir():
+            raise SandboxError(
+                f"sandbox {record.name} was deleted while it was being created "
+                "(by a delete, or at its end time)"
+            ) from failure
         try:
             teardown(directory, record)
         except SandboxError as cleanup_failure:

@@ -44,10 +44,10 @@ def describe_seconds(seconds: float) -> str:
     return f"{seconds_part}s"
 
 
-def start_reaper(directory: SandboxDirectory, record: SandboxRecord) -> int:
-    """Starts the sandbox's reaper, detached; returns its pid."""
+def start_reaper(directory: SandboxDirectory, record: SandboxRecord) -> None:
+    """Starts the sandbox's reaper, detached; deleting the sandbox stops it, by the token."""
     with directory.reaper_log_file.open("ab") as log:
-        reaper = subprocess.Popen(
+        subprocess.Popen(
             [sys.executable, "-m", "microshop", "sandbox", "reap", record.name],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -55,7 +55,6 @@ def start_reaper(directory: SandboxDirectory, record: SandboxRecord) -> int:
             env={**os.environ, **processes.token_environment(record.token)},
             start_new_session=True,  # outlives the command line or server that created it
         )
-    return reaper.pid
 
 
 def stop_on_signal() -> None:

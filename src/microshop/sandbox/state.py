@@ -79,8 +79,8 @@ class Reservation:
 
     ends_at: float
 
-    def seconds_left(self, now: float | None = None) -> float:
-        return max(0.0, self.ends_at - (time.time() if now is None else now))
+    def seconds_left(self) -> float:
+        return max(0.0, self.ends_at - time.time())
 
 
 @dataclass(frozen=True)
