@@ -7,11 +7,13 @@ state directory, and sandboxes with memory storage (the lightest shop there is).
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MEMORY = {"database": "memory"}
 ORDER = {"item": "lamp", "price": 100, "customer": "Through-the-API"}
 JSON = {"Content-Type": "application/json"}
+REPOSITORY = Path(__file__).resolve().parents[2]
 TEXT = {"Content-Type": "text/plain"}
 
 
@@ -107,18 +110,6 @@ def test_a_sandbox_is_created_polled_used_extended_and_deleted(
         assert client.delete("/sandboxes/api-1").status_code == 404
         assert_gone(server, client, "api-1", ports_of(sandbox))
     assert SERVER_TOKEN not in server.output()
-
-
-def test_create_can_wait_until_the_sandbox_is_ready(server: SandboxServer) -> None:
-    with server.client() as client:
-        created = client.post("/sandboxes", params={"wait": 120}, json=MEMORY)
-
-        assert created.status_code == 201, created.text
-        sandbox = created.json()
-        assert sandbox["status"] == "ready"
-        assert sandbox["name"].startswith("sb-")
-        assert created.headers["location"] == f"/sandboxes/{sandbox['name']}"
-        assert client.delete(created.headers["location"]).status_code == 204
 
 
 def test_a_sandbox_that_cannot_come_up_is_reported_and_leaves_nothing(
@@ -258,19 +249,23 @@ def test_ten_creates_at_once_get_distinct_ports_or_a_clean_429(
     wait_for(lambda: server.sandbox_processes() == [], timeout=60, what="all stopped")
 
 
-def test_a_restarted_server_finds_its_sandboxes(sandbox_cli: SandboxCli) -> None:
+def test_sigterm_stops_the_server_with_exit_code_0_and_a_restart_finds_its_sandboxes(
+    sandbox_cli: SandboxCli,
+) -> None:
     server = start_sandbox_server(sandbox_cli.home)
     with server.client() as client:
-        created = client.post("/sandboxes", params={"wait": 120}, json={"name": "kept", **MEMORY})
-        assert created.status_code == 201, created.text
-    assert server.stop() == 0
+        assert client.post("/sandboxes", json={"name": "kept", **MEMORY}).status_code == 202
+    time.sleep(0.5)  # the creation is under way
 
+    assert server.stop() == 0  # once it has finished creating the sandbox
+    assert sandbox_cli.run("status", "kept").returncode == 0
     restarted = start_sandbox_server(sandbox_cli.home)
     try:
         with restarted.client() as client:
             found = client.get("/sandboxes/kept").json()
             assert found["status"] == "ready"
-            assert found["gateway_url"] == created.json()["gateway_url"]
+            gateway_port = sandbox_cli.record("kept")["ports"]["api-gateway"]
+            assert found["gateway_url"] == f"http://127.0.0.1:{gateway_port}"
             assert client.delete("/sandboxes/kept").status_code == 204
             assert_gone(restarted, client, "kept", ports_of(found))
     finally:
@@ -328,10 +323,12 @@ def test_a_blueprint_runs_a_service_from_another_command(server: SandboxServer) 
         created = client.post(
             "/sandboxes",
             params={"wait": 120},
-            json={"name": "strict", "blueprint": {"services": {"payment-service": payments}}},
+            json={"blueprint": {"services": {"payment-service": payments}}},
         )
-        assert created.status_code == 201, created.text
+        assert created.status_code == 201, created.text  # ready within the wait
         sandbox = created.json()
+        assert sandbox["status"] == "ready" and sandbox["name"].startswith("sb-")
+        assert created.headers["location"] == f"/sandboxes/{sandbox['name']}"
 
         assert sandbox["overridden"] == ["payment-service"]
         overrides = {service["name"]: service["override"] for service in sandbox["services"]}
@@ -339,16 +336,52 @@ def test_a_blueprint_runs_a_service_from_another_command(server: SandboxServer) 
         assert overrides["db"] is None
         placed = httpx.post(sandbox["gateway_url"] + "/orders", json=ORDER, timeout=10)
         assert placed.json()["order"]["status"] == "declined"  # 100 is above the blueprint's 50
-        assert client.delete("/sandboxes/strict").status_code == 204
+        assert client.delete(created.headers["location"]).status_code == 204
 
 
-def test_sigterm_stops_the_server_with_exit_code_0_and_keeps_the_sandboxes(
-    sandbox_cli: SandboxCli,
-) -> None:
-    server = start_sandbox_server(sandbox_cli.home)
+def test_deletes_at_once_tear_a_sandbox_down_exactly_once(server: SandboxServer) -> None:
     with server.client() as client:
-        assert client.post("/sandboxes", json={"name": "busy", **MEMORY}).status_code == 202
-    time.sleep(0.5)  # the creation is under way
+        created = client.post("/sandboxes", params={"wait": 120}, json={"name": "twice", **MEMORY})
+        assert created.status_code == 201, created.text
+    cli = SandboxCli(server.home)
 
-    assert server.stop() == 0
-    assert sandbox_cli.run("status", "busy").returncode == 0  # it finished creating it first
+    def delete_through_the_api(_: int) -> int:
+        with server.client() as client:
+            return client.delete("/sandboxes/twice").status_code
+
+    with ThreadPoolExecutor(3) as pool:
+        from_the_cli = pool.submit(cli.run, "delete", "twice")
+        answers = sorted(pool.map(delete_through_the_api, range(2)))
+    deleted_by_the_cli = "deleted sandbox twice" in from_the_cli.result().stdout
+
+    assert answers.count(204) + deleted_by_the_cli == 1, (answers, from_the_cli.result())
+    assert from_the_cli.result().returncode in (0, 1)
+    assert set(answers) <= {204, 404}
+    with server.client() as client:
+        assert_gone(server, client, "twice", ports_of(created.json()))
+
+
+def test_a_blueprint_runs_a_service_from_another_checkout(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "branch"
+    shutil.copytree(REPOSITORY / "src" / "microshop", checkout / "src" / "microshop")
+    with (checkout / "src" / "microshop" / "__init__.py").open("a") as package:
+        package.write('\n__version__ = "9.9.9+branch"\n')
+    blueprint = {"services": {"order-service": {"checkout": str(checkout)}}}
+    with server.client() as client:
+        created = client.post(
+            "/sandboxes", params={"wait": 120}, json={"name": "branch", "blueprint": blueprint}
+        )
+        assert created.status_code == 201, created.text
+        urls = {service["name"]: service["url"] for service in created.json()["services"]}
+
+        versions = {
+            name: httpx.get(url + "/healthz", timeout=5).json()["version"]
+            for name, url in urls.items()
+        }
+        assert versions.pop("order-service") == "9.9.9+branch"
+        assert "9.9.9+branch" not in versions.values()
+        placed = httpx.post(urls["api-gateway"] + "/orders", json=ORDER, timeout=10)
+        assert placed.status_code == 201
+        assert client.delete("/sandboxes/branch").status_code == 204
