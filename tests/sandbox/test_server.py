@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -205,6 +206,15 @@ def test_a_reservation_ends_by_itself_and_can_be_extended_first(
         )
         assert_gone(server, client, "short", [])
 
+        too_short = client.post(
+            "/sandboxes", params={"wait": 60}, json={"name": "blink", "duration": 0.5, **MEMORY}
+        )
+        assert too_short.status_code == 409, too_short.text
+        assert "reached its end time" in too_short.json()["detail"]
+        assert client.get("/sandboxes/blink").status_code == 410  # with why, until deleted
+        assert client.delete("/sandboxes/blink").status_code == 204
+        assert_gone(server, client, "blink", [])
+
 
 def test_a_cli_sandbox_ends_by_itself_with_no_server_running(sandbox_cli: SandboxCli) -> None:
     record = sandbox_cli.create("brief", "--database", "memory", "--duration", "8s")
@@ -385,3 +395,42 @@ def test_a_blueprint_runs_a_service_from_another_checkout(
         placed = httpx.post(urls["api-gateway"] + "/orders", json=ORDER, timeout=10)
         assert placed.status_code == 201
         assert client.delete("/sandboxes/branch").status_code == 204
+
+
+def test_no_generated_input_gets_a_server_error(sandbox_cli: SandboxCli, tmp_path: Path) -> None:
+    """Inputs made from the server's own OpenAPI document; its quota is full, so that no
+    generated create starts a shop (each one is refused with 429, or earlier)."""
+    server = start_sandbox_server(sandbox_cli.home, "--quota", "1")
+    try:
+        with server.client() as client:
+            full = client.post("/sandboxes", params={"wait": 120}, json={"name": "full", **MEMORY})
+            assert full.status_code == 201, full.text
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                server.url + "/openapi.json",
+                "--header",
+                f"Authorization: Bearer {server.token}",
+                "--checks",
+                "not_a_server_error",
+                "--phases",
+                "examples,coverage,fuzzing",  # not stateful: it would delete "full" and fill up
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--report-dir",
+                str(tmp_path),
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    finally:
+        assert server.stop() == 0, server.output()[-4000:]

@@ -42,6 +42,10 @@ class CleanupError(SandboxError):
     """A sandbox failed to come up, and tearing it down failed as well: something is left."""
 
 
+class DeletedWhileCreating(SandboxError):
+    """Someone (a delete, the reaper at the end time) tore the sandbox down before it was ready."""
+
+
 class SandboxBackend(Protocol):
     def create(
         self,
@@ -117,29 +121,32 @@ def build(
     try:
         BACKENDS[record.backend].create(directory, record, options, reporter)
     except BaseException as failure:
-        if not directory.path.is_dir():
-            raise SandboxError(
-                f"sandbox {record.name} was deleted while it was being created "
-                "(by a delete, or at its end time)"
-            ) from failure
         try:
-            teardown(directory, record)
+            torn_down_here = teardown(directory, record)
         except SandboxError as cleanup_failure:
             raise CleanupError(
                 f"{failure}\nCleaning up failed too: {cleanup_failure}\n"
                 f"`microshop sandbox delete {record.name}` tries again"
             ) from failure
+        if not torn_down_here:
+            raise DeletedWhileCreating(
+                f"sandbox {record.name} was deleted before it was ready "
+                "(by a delete, or because it reached its end time)"
+            ) from failure
         raise
     return status(directory)
 
 
-def teardown(directory: SandboxDirectory, record: SandboxRecord) -> None:
-    """Deletes the sandbox `record` describes, unless someone else already did or is doing it."""
+def teardown(directory: SandboxDirectory, record: SandboxRecord) -> bool:
+    """Deletes the sandbox `record` describes, unless someone else already did (or is doing
+    it, then this waits); whether it was this call that tore it down."""
     with directory.locked() as present:
         current = directory.load()
-        if present and (current is None or current.token == record.token):
-            BACKENDS[record.backend].delete(directory, record)
-            directory.remove()
+        if not present or (current is not None and current.token != record.token):
+            return False
+        BACKENDS[record.backend].delete(directory, record)
+        directory.remove()
+    return True
 
 
 def load(directory: SandboxDirectory) -> SandboxRecord:

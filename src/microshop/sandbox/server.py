@@ -387,6 +387,8 @@ class SandboxServer(Service):
             await asyncio.wait([asyncio.wrap_future(building)], timeout=wait)
             if building.done():
                 failure = building.exception()
+                if isinstance(failure, lifecycle.DeletedWhileCreating):
+                    raise Problem(409, str(failure))
                 if failure is not None:
                     raise Problem(
                         502, f"Sandbox {name} did not come up: {failure}", title="Sandbox failed"
