@@ -11,7 +11,7 @@ from tests.browser.conftest import DESKTOP
 from tests.sandbox.conftest import SandboxCli, SandboxServer, start_sandbox_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Route
+    from playwright.sync_api import Browser, Dialog, Page, Route
 
 expect = playwright_api().expect
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -81,8 +81,25 @@ def test_the_page_lists_extends_and_deletes_a_real_sandbox(
     row.get_by_role("button", name="Extend 30 min shown").click()
     expect(row.locator(".time-left")).to_have_text(re.compile(r"^39m\d\ds$"))
 
-    row.get_by_role("button", name="Delete shown").click()
+    questions: list[str] = []
+
+    def answer(dialog: "Dialog") -> None:
+        questions.append(dialog.message)
+        if len(questions) == 1:
+            dialog.dismiss()
+        else:
+            dialog.accept()
+
+    page.on("dialog", answer)
+    delete = row.get_by_role("button", name="Delete shown")
+    delete.focus()
+    page.wait_for_timeout(2500)  # a refresh redraws the table; the focus stays on the button
+    expect(page.get_by_role("button", name="Delete shown")).to_be_focused()
+    page.keyboard.press("Enter")  # dismissed: nothing happens
+    expect(row).to_contain_text("ready")
+    delete.click()
     expect(row).to_have_count(0)
+    assert questions == ["Delete sandbox shown and everything in it?"] * 2
     expect(page.locator("#count")).to_have_text("0")
     with server.client() as client:
         assert client.get("/sandboxes/shown").status_code == 404

@@ -419,7 +419,7 @@ def test_no_generated_input_gets_a_server_error(sandbox_cli: SandboxCli, tmp_pat
                 "--phases",
                 "examples,coverage,fuzzing",  # not stateful: it would delete "full" and fill up
                 "--max-examples",
-                "25",
+                "15",
                 "--seed",
                 "1",
                 "--report-dir",

@@ -88,6 +88,8 @@ function button(label, name, action) {
 }
 
 function render(answer) {
+  // The table is redrawn every refresh: a keyboard user keeps the button they were on.
+  const focused = document.activeElement && document.activeElement.getAttribute("aria-label");
   rows.replaceChildren();
   document.getElementById("count").textContent = answer.sandboxes.length;
   document.getElementById("quota").textContent = answer.quota;
@@ -109,10 +111,18 @@ function render(answer) {
       button("Extend 30 min", sandbox.name, () =>
         api("POST", `${path}/extend`, { duration: EXTEND_SECONDS })),
       " ",
-      button("Delete", sandbox.name, () => api("DELETE", path)),
+      button("Delete", sandbox.name, async () => {
+        if (window.confirm(`Delete sandbox ${sandbox.name} and everything in it?`)) {
+          await api("DELETE", path);
+        }
+      }),
     );
   }
   table.hidden = false;
+  if (focused) {
+    const again = rows.querySelector(`button[aria-label="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
 }
 
 async function refresh() {
