@@ -6,6 +6,11 @@
 #   ci/e2e-in-sandbox.sh                 # every e2e test
 #   ci/e2e-in-sandbox.sh -k idempotency  # some of them
 # PYTHON names the interpreter with microshop installed (default: .venv/bin/python, else python).
+#
+# With MICROSHOP_SANDBOX_SERVER (and MICROSHOP_SANDBOX_SERVER_TOKEN) set, the sandbox comes from
+# that sandbox server instead, through its API with curl (ci/sandbox-api.sh), for
+# MICROSHOP_SANDBOX_DURATION (default 30m); MICROSHOP_SANDBOX_BLUEPRINT names a blueprint file.
+# Then microshop need not be installed: only curl, and pytest and httpx for the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +19,33 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 sandbox="e2e-$(date +%s)-$$"
 
+api=ci/sandbox-api.sh
+
+show_logs() {
+    echo "--- the sandbox's last log lines ---" >&2
+    if [ -n "${MICROSHOP_SANDBOX_SERVER:-}" ]; then
+        for service in db payment-service order-service api-gateway; do
+            "$api" logs "$sandbox" "$service" 15 >&2 2>/dev/null || true
+        done
+    else
+        "$PYTHON" -m microshop sandbox logs "$sandbox" --tail 60 >&2 2>/dev/null || true
+    fi
+}
+
+delete_sandbox() {
+    if [ -n "${MICROSHOP_SANDBOX_SERVER:-}" ]; then
+        "$api" delete "$sandbox"
+    else
+        "$PYTHON" -m microshop sandbox delete "$sandbox" --if-exists
+    fi
+}
+
 finish() {
     local status=$?
     if [ "$status" -ne 0 ]; then
-        echo "--- the sandbox's last log lines ---" >&2
-        "$PYTHON" -m microshop sandbox logs "$sandbox" --tail 60 >&2 2>/dev/null || true
+        show_logs
     fi
-    if ! "$PYTHON" -m microshop sandbox delete "$sandbox" --if-exists; then
+    if ! delete_sandbox; then
         [ "$status" -ne 0 ] || status=1
     fi
     exit "$status"
@@ -29,5 +54,20 @@ trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$PYTHON" -m microshop sandbox create "$sandbox"
-"$PYTHON" -m microshop sandbox exec "$sandbox" -- "$PYTHON" -m pytest tests/e2e "$@"
+if [ -n "${MICROSHOP_SANDBOX_SERVER:-}" ]; then
+    "$api" create "$sandbox" "${MICROSHOP_SANDBOX_DURATION:-30m}" \
+        "${MICROSHOP_SANDBOX_BLUEPRINT:-}" >/dev/null
+    environment=$(mktemp)
+    "$api" environment "$sandbox" >"$environment"
+    set -a
+    # shellcheck source=/dev/null
+    . "$environment"
+    set +a
+    rm -f "$environment"
+    echo "sandbox $sandbox is ready: $MICROSHOP_GATEWAY_URL"
+    # Not tests/conftest.py, which needs microshop: the suite needs only pytest and httpx.
+    "$PYTHON" -m pytest --confcutdir tests/e2e tests/e2e "$@"
+else
+    "$PYTHON" -m microshop sandbox create "$sandbox"
+    "$PYTHON" -m microshop sandbox exec "$sandbox" -- "$PYTHON" -m pytest tests/e2e "$@"
+fi

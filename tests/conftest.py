@@ -169,17 +169,22 @@ def start_service(
             },
         )
     service = ServiceProcess(name, port, process, log_file)
+    wait_until_healthy(service)
+    return service
+
+
+def wait_until_healthy(service: ServiceProcess) -> None:
+    """Returns once the process answers /healthz; stops it and raises with its output if not."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:
-        if process.poll() is not None or time.monotonic() > deadline:
+        if service.process.poll() is not None or time.monotonic() > deadline:
             service.stop()
-            raise RuntimeError(f"{name} did not start:\n{service.output()[-4000:]}")
+            raise RuntimeError(f"{service.name} did not start:\n{service.output()[-4000:]}")
         try:
             if httpx.get(service.url + "/healthz", timeout=1).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             time.sleep(0.1)
-    return service
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from rich.table import Table
 from microshop import __version__
 from microshop.bench import progress_bar, run_bench
 from microshop.common.settings import ConfigurationError, Storage, load_settings
+from microshop.sandbox import SandboxError
+from microshop.sandbox.blueprint import load_launches
 from microshop.sandbox.cli import sandbox_app
 from microshop.server import serve
 from microshop.services import SERVICES, resolve
@@ -186,6 +188,10 @@ def up_command(
         Path | None,
         typer.Option(help="Write where each service runs (pids, ports) to this JSON file."),
     ] = None,
+    blueprint: Annotated[
+        Path | None,
+        typer.Option(help="A sandbox blueprint (JSON): services run by other commands."),
+    ] = None,
 ) -> None:
     """Start all four services on 127.0.0.1 and keep them running until Ctrl-C."""
     environment = {"MICROSHOP_STORAGE": storage.value}
@@ -205,7 +211,11 @@ def up_command(
         )
     except ConfigurationError as error:
         fail(str(error), code=USAGE_ERROR)
-    supervisor = Supervisor(base_port, environment, service_line_printer(), state_file)
+    try:
+        launches = load_launches(blueprint) if blueprint is not None else None
+    except SandboxError as error:
+        fail(str(error), code=USAGE_ERROR)
+    supervisor = Supervisor(base_port, environment, service_line_printer(), state_file, launches)
     console.print(
         f"starting {', '.join(SERVICES)} on 127.0.0.1, each once the ones it calls are up",
         highlight=False,

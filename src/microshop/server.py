@@ -57,11 +57,16 @@ def serve(spec: ServiceSpec, settings: Settings) -> None:
     port = settings.port or spec.default_port
     settings = settings.model_copy(update={"port": port})
     configure_logging(spec.name, settings.log_format, settings.log_level)
-    app = build_app(spec, settings)
+    run(build_app(spec, settings), settings)
+
+
+def run(app: Starlette, settings: Settings) -> None:
+    """Serves a `create_app` app until SIGTERM or SIGINT, then stops gracefully."""
+    assert settings.port is not None, "the caller chooses the port"
     config = uvicorn.Config(
         app,
         host=settings.host,
-        port=port,
+        port=settings.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",

@@ -44,11 +44,22 @@ class StartError(Exception):
     """A service did not become ready; the message carries the end of its output."""
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How one service's process starts; by default `python -m microshop serve <name>` of this
+    installation. A sandbox's blueprint replaces it with another command or checkout."""
+
+    command: tuple[str, ...] | None = None
+    directory: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class ManagedProcess:
     spec: ServiceSpec
     port: int
     environment: dict[str, str]
+    launch: Launch = field(default_factory=Launch)
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -67,6 +78,7 @@ class Supervisor:
         settings_environment: Mapping[str, str],
         output: OutputSink,
         state_file: Path | None = None,
+        launches: Mapping[str, Launch] | None = None,
     ) -> None:
         ports = service_ports(base_port)
         urls = service_urls("127.0.0.1", ports)
@@ -77,9 +89,16 @@ class Supervisor:
             "MICROSHOP_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
+        launches = launches or {}
         self.processes = {
-            name: ManagedProcess(spec, ports[name], {**shared, "MICROSHOP_PORT": str(ports[name])})
+            name: ManagedProcess(
+                spec,
+                ports[name],
+                {**shared, "MICROSHOP_PORT": str(ports[name]), **launch.environment},
+                launch,
+            )
             for name, spec in SERVICES.items()
+            for launch in [launches.get(name, Launch())]
         }
         self.output = output
         self.state_file = state_file
@@ -90,12 +109,16 @@ class Supervisor:
         return self.processes["api-gateway"].url
 
     async def spawn(self, managed: ManagedProcess) -> None:
-        managed.process = await asyncio.create_subprocess_exec(
+        command = managed.launch.command or (
             sys.executable,
             "-m",
             "microshop",
             "serve",
             managed.spec.name,
+        )
+        managed.process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=managed.launch.directory,
             env=managed.environment,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

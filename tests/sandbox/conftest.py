@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from microshop.services import service_ports
-from tests.conftest import free_base_port
+from tests.conftest import ServiceProcess, free_base_port, free_port, wait_until_healthy
 from tests.system_tools import missing_system_tool
 
 CLI_TIMEOUT_SECONDS = 120.0
@@ -141,3 +142,77 @@ def sandbox_cli(tmp_path: Path) -> Iterator[SandboxCli]:
 @pytest.fixture
 def base_port() -> int:
     return free_base_port()
+
+
+SERVER_TOKEN = "test-token-8f1c2e"
+
+
+@dataclass
+class SandboxServer(ServiceProcess):
+    """`microshop sandbox serve`, started as a person starts it, its state in the CLI's home."""
+
+    home: Path = Path()
+    token: str = SERVER_TOKEN
+
+    def client(self, timeout: float = 150.0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=timeout,
+        )
+
+    def stop(self, timeout: float = 150.0) -> int:
+        """Longer than a service's: the server first finishes the creations under way."""
+        return super().stop(timeout)
+
+    def sandbox_processes(self) -> list[int]:
+        """The live processes of the server's sandboxes (the server itself left out)."""
+        entry = f"MICROSHOP_HOME={self.home}"
+        return [pid for pid in processes_with_environment(entry) if pid != self.process.pid]
+
+
+def start_sandbox_server(home: Path, *options: str, **environment: str) -> SandboxServer:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    token_file = home.parent / "server-token.txt"
+    token_file.write_text(SERVER_TOKEN + "\n")
+    log_file = home.parent / f"server-{port}.log"
+    command = [sys.executable, "-m", "microshop", "sandbox", "serve", "--port", str(port)]
+    command += ["--state-dir", str(home), "--token-file", str(token_file), *options]
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "MICROSHOP_HOME": str(home),
+                "MICROSHOP_LOG_FORMAT": "json",
+                **environment,
+            },
+        )
+    server = SandboxServer("sandbox-server", port, process, log_file, home)
+    wait_until_healthy(server)
+    return server
+
+
+def wait_until_ready(client: httpx.Client, name: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Polls GET /sandboxes/NAME as a CI job would, until the sandbox is no longer starting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"/sandboxes/{name}")
+        assert answer.status_code == 200, answer.text
+        sandbox: dict[str, Any] = answer.json()
+        if sandbox["status"] != "starting":
+            return sandbox
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sandbox {name} still starting after {timeout} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def sandbox_server(sandbox_cli: SandboxCli) -> Iterator[SandboxServer]:
+    """A server with a small quota, on the CLI's home (so the CLI's clean-up covers it too)."""
+    server = start_sandbox_server(sandbox_cli.home, "--quota", "5", "--max-duration", "2h")
+    yield server
+    assert server.stop() == 0, server.output()[-4000:]

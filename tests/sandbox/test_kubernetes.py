@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import RunningShop
-from tests.sandbox.conftest import SandboxCli, accepts_connections, alive
+from tests.sandbox.conftest import SandboxCli, accepts_connections, alive, start_sandbox_server
 from tests.system_tools import missing_system_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -272,3 +272,76 @@ def test_postgresql_needs_manifests_that_provide_it(
     assert {
         d["metadata"].get("namespace") for d in kubectl.applied() if d["kind"] != "Namespace"
     } == {"shop-k9"}
+
+
+def test_a_blueprint_gives_one_deployment_another_image(
+    sandbox_cli: SandboxCli, kubectl: FakeKubectl, tmp_path: Path
+) -> None:
+    blueprint = tmp_path / "blueprint.json"
+    blueprint.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "order-service": {
+                        "image": "registry.example/microshop:pr-7",
+                        "environment": {"MICROSHOP_LOG_LEVEL": "DEBUG"},
+                    }
+                }
+            }
+        )
+    )
+    local_only = tmp_path / "local-only.json"
+    local_only.write_text('{"services": {"db": {"command": ["true"]}}}')
+
+    refused = create(sandbox_cli, "k10", "--blueprint", str(local_only))
+    assert refused.returncode == 1 and "for the local backend" in refused.stderr
+    assert create(sandbox_cli, "k11", "--blueprint", str(blueprint)).returncode == 0
+
+    deployments = {d["metadata"]["name"]: d for d in kubectl.applied() if d["kind"] == "Deployment"}
+    images = {
+        name: {c["image"] for c in d["spec"]["template"]["spec"]["containers"]}
+        for name, d in deployments.items()
+    }
+    assert images.pop("order-service") == {"registry.example/microshop:pr-7"}
+    assert {image for each in images.values() for image in each} == {"microshop:local"}
+    [server] = deployments["order-service"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "MICROSHOP_LOG_LEVEL", "value": "DEBUG"} in server["env"]
+    status = sandbox_cli.run("status", "k11", COLUMNS="200")
+    assert "image registry.example/microshop:pr-7" in " ".join(status.stdout.split())
+
+
+def test_the_sandbox_server_creates_and_deletes_kubernetes_sandboxes(
+    sandbox_cli: SandboxCli, kubectl: FakeKubectl
+) -> None:
+    server = start_sandbox_server(
+        sandbox_cli.home, "--backend", "kubernetes", **sandbox_cli.environment
+    )
+    image = {"services": {"api-gateway": {"image": "microshop:pr-9"}}}
+    try:
+        with server.client() as client:
+            local = client.post("/sandboxes", json={"name": "k12"})
+            assert local.status_code == 422 and "offers kubernetes" in local.json()["detail"]
+            created = client.post(
+                "/sandboxes",
+                params={"wait": 100},
+                json={"name": "k12", "backend": "kubernetes", "blueprint": image},
+            )
+            assert created.status_code == 201, created.text
+            sandbox = created.json()
+
+            assert sandbox["status"] == "ready" and sandbox["backend"] == "kubernetes"
+            assert httpx.get(sandbox["gateway_url"] + "/readyz").status_code == 200
+            overrides = {service["name"]: service["override"] for service in sandbox["services"]}
+            assert overrides == {
+                "api-gateway": "image microshop:pr-9",
+                "db": None,
+                "order-service": None,
+                "payment-service": None,
+            }
+            environment = client.get("/sandboxes/k12/environment").text
+            assert "MICROSHOP_NAMESPACE=shop-k12\n" in environment
+
+            assert client.delete("/sandboxes/k12").status_code == 204
+        assert [*CONTEXT, "delete", "namespace", "shop-k12"] == kubectl.command_lines()[-1][:5]
+    finally:
+        assert server.stop() == 0

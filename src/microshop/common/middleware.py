@@ -106,25 +106,32 @@ class RequestContextMiddleware:
                 request_id_var.reset(token)
 
 
-class InternalAuthMiddleware:
-    """Refuses calls without `Authorization: Bearer <token>`, except probes and metric scrapes."""
+class BearerTokenMiddleware:
+    """Refuses calls without `Authorization: Bearer <token>`, except to `open_paths`."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str], refusal: str) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.open_paths = open_paths
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in QUIET_PATHS:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
             presented = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(presented, self.expected):
-                problem = Problem(
-                    401,
-                    "This service accepts only calls from the shop's own services.",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+                problem = Problem(401, self.refusal, headers={"WWW-Authenticate": "Bearer"})
                 await problem_response(problem, Request(scope))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class InternalAuthMiddleware(BearerTokenMiddleware):
+    """The internal services' token: probes and metric scrapes stay open."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        super().__init__(
+            app, token, QUIET_PATHS, "This service accepts only calls from the shop's own services."
+        )
 
 
 class FaultInjectionMiddleware:

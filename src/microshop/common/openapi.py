@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, is_typeddict
 
 from pydantic import BaseModel, TypeAdapter
+from starlette.convertors import Convertor, IntegerConvertor
 from starlette.routing import BaseRoute, Route
 
 PROBLEM_SCHEMA = {
@@ -57,10 +58,16 @@ def schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def path_schema(convertor: Convertor[Any]) -> dict[str, Any]:
+    if isinstance(convertor, IntegerConvertor):
+        return {"type": "integer", "minimum": 1}
+    return {"type": "string"}
+
+
 def operation(route: ApiRoute, components: dict[str, Any]) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-        for name in route.param_convertors
+        {"name": name, "in": "path", "required": True, "schema": path_schema(convertor)}
+        for name, convertor in route.param_convertors.items()
     ]
     if route.query is not None:
         query_schema = route.query.model_json_schema(ref_template=REF_TEMPLATE)

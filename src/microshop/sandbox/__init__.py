@@ -8,13 +8,24 @@ system around it and nothing leaks between test runs. `microshop sandbox ...` dr
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from microshop.common.settings import Storage
+
+if TYPE_CHECKING:
+    from microshop.sandbox.blueprint import Blueprint
 
 
 class SandboxError(Exception):
     """Something a person can act on; the message says what and, when known, what to do."""
+
+
+class UnknownSandbox(SandboxError):
+    """No sandbox has that name (any more)."""
+
+
+class NameTaken(SandboxError):
+    """Another sandbox already has that name."""
 
 
 class Backend(StrEnum):
@@ -33,6 +44,11 @@ class CreateOptions:
     """Local: the gateway's port (the others follow); Kubernetes: the port-forward's."""
     manifests: Path | None = None
     timeout: float = 120.0
+    duration: float | None = None
+    """Seconds until the sandbox is torn down by itself; None: it lasts until deleted."""
+    owner: str = ""
+    blueprint: "Blueprint | None" = None
+    """Services taken from somewhere else than this installation (microshop.sandbox.blueprint)."""
 
 
 class Health(StrEnum):
@@ -53,6 +69,8 @@ class ServiceStatus:
     url: str | None = None
     pid: int | None = None
     detail: str = ""
+    override: str | None = None
+    """Where the service comes from when a blueprint replaced it, e.g. `image shop:pr-7`."""
 
 
 @dataclass(frozen=True)
@@ -71,3 +89,13 @@ class Reporter(Protocol):
     def begin(self, step: str) -> None: ...
 
     def finish(self, step: str) -> None: ...
+
+
+class SilentReporter:
+    """For callers that show no progress (the sandbox server, the reaper)."""
+
+    def begin(self, step: str) -> None:
+        """Nothing to show."""
+
+    def finish(self, step: str) -> None:
+        """Nothing to show."""

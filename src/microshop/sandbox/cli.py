@@ -1,6 +1,7 @@
 """`microshop sandbox ...`: create a whole shop, run tests against it, delete it."""
 
 import contextlib
+import getpass
 import os
 import signal
 import sys
@@ -15,16 +16,32 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from microshop.common.settings import Storage
+from microshop.common.app import create_app
+from microshop.common.logs import configure_logging
+from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.sandbox import (
     Backend,
     CreateOptions,
     Health,
     SandboxError,
     SandboxStatus,
+    UnknownSandbox,
     lifecycle,
+    processes,
 )
-from microshop.sandbox.state import every_sandbox, find, new_name
+from microshop.sandbox.blueprint import Blueprint
+from microshop.sandbox.reservations import describe_seconds, parse_duration
+from microshop.sandbox.server import SandboxServer, ServerConfig
+from microshop.sandbox.state import (
+    HOME_VARIABLE,
+    SandboxDirectory,
+    every_sandbox,
+    find,
+    home,
+    new_name,
+    new_token,
+)
+from microshop.server import run
 from microshop.services import SERVICES
 from microshop.terminal import USAGE_ERROR, console, error_console, fail
 
@@ -33,6 +50,7 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 
+DEFAULT_DURATION = "1h"
 HEALTH_COLORS = {
     Health.READY: "green",
     Health.STARTING: "yellow",
@@ -110,8 +128,29 @@ def create_command(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every service to be ready.", min=1)
     ] = 120.0,
+    duration: Annotated[
+        str,
+        typer.Option(
+            help="How long the sandbox lasts before it is torn down by itself: 90s, 30m, 2h.",
+            envvar="MICROSHOP_SANDBOX_DURATION",
+        ),
+    ] = DEFAULT_DURATION,
+    blueprint: Annotated[
+        Path | None,
+        typer.Option(
+            help='JSON: services from elsewhere, {"services": {"order-service": {"checkout": '
+            '"../branch"}}}; see docs/sandboxes.md.',
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a sandbox and return once every service in it is ready (or fail, leaving nothing)."""
+    try:
+        seconds = parse_duration(duration)
+        services = read_blueprint(blueprint) if blueprint is not None else None
+    except (ValueError, SandboxError) as error:
+        fail(str(error), code=USAGE_ERROR)
     if database_url is not None:
         if database not in (None, Storage.POSTGRESQL):
             fail("--database-url goes with --database postgresql", code=USAGE_ERROR)
@@ -126,7 +165,16 @@ def create_command(
             code=USAGE_ERROR,
         )
     sandbox_name = name or new_name()
-    options = CreateOptions(database, database_url, base_port, manifests, timeout)
+    options = CreateOptions(
+        database,
+        database_url,
+        base_port,
+        manifests,
+        timeout,
+        duration=seconds,
+        owner=getpass.getuser(),
+        blueprint=services,
+    )
     started = time.monotonic()
     try:
         with (
@@ -160,6 +208,18 @@ def create_command(
     )
 
 
+def read_blueprint(path: Path) -> Blueprint:
+    try:
+        return Blueprint.model_validate_json(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SandboxError(f"bad blueprint {path}: {error}") from None
+
+
+def time_left(directory: SandboxDirectory) -> str:
+    reservation = directory.load_reservation()
+    return describe_seconds(reservation.seconds_left()) if reservation else "-"
+
+
 def health_text(sandbox: SandboxStatus) -> str:
     return f"[{HEALTH_COLORS[sandbox.health]}]{sandbox.health}[/]"
 
@@ -178,7 +238,7 @@ def list_command() -> None:
     if not directories:
         console.print("no sandboxes")
         return
-    table = Table("name", "backend", "status", "gateway", "database", "age", "problem")
+    table = Table("name", "backend", "status", "gateway", "database", "age", "time left", "problem")
     for column in table.columns[:-1]:
         column.no_wrap = True
     for directory in directories:
@@ -191,6 +251,7 @@ def list_command() -> None:
             sandbox.gateway_url or "",
             str(record.database or "") if record else "",
             age(time.time() - record.created_at) if record else "",
+            time_left(directory),
             escape(sandbox.problem or ""),
         )
     console.print(table)
@@ -210,8 +271,9 @@ def status_command(name: str) -> None:
     )
     if sandbox.gateway_url:
         console.print(f"gateway: {sandbox.gateway_url}", highlight=False)
+    console.print(f"time left: {time_left(find(name))}", highlight=False)
     if sandbox.services:
-        table = Table("service", "status", "pid", "url")
+        table = Table("service", "status", "pid", "url", "from")
         for service in sandbox.services:
             color = "green" if service.ready else "red"
             table.add_row(
@@ -219,6 +281,7 @@ def status_command(name: str) -> None:
                 f"[{color}]{service.detail}[/]",
                 str(service.pid or ""),
                 service.url or "",
+                escape(service.override or "default"),
             )
         console.print(table)
     if sandbox.health is not Health.READY:
@@ -298,6 +361,9 @@ def delete_command(
         try:
             with error_console.status(f"deleting {directory.name}"):
                 warnings = lifecycle.delete(directory)
+        except UnknownSandbox as error:
+            console.print(str(error), highlight=False)
+            continue
         except SandboxError as error:
             failures += 1
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -309,3 +375,117 @@ def delete_command(
         console.print("no sandboxes")
     if failures:
         raise typer.Exit(1)
+
+
+@sandbox_app.command("extend")
+def extend_command(
+    name: str,
+    duration: Annotated[str, typer.Argument(help="How much longer: 90s, 30m, 2h.")],
+) -> None:
+    """Move a sandbox's end time later."""
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as error:
+        fail(str(error), code=USAGE_ERROR)
+    try:
+        reservation = lifecycle.extend(find(name), seconds, longest=None)
+    except SandboxError as error:
+        fail(str(error), code=1)
+    console.print(
+        f"sandbox {name} now ends in {describe_seconds(reservation.seconds_left())}",
+        highlight=False,
+    )
+
+
+@sandbox_app.command("reap", hidden=True)
+def reap_command(name: str) -> None:
+    """Started by `create` next to each sandbox: tears it down at its end time."""
+    token = os.environ.get(processes.TOKEN_VARIABLE, "")
+    try:
+        lifecycle.reap(find(name), token)
+    except UnknownSandbox:
+        return  # deleted before its reaper got going: nothing left to do
+    except SandboxError as error:
+        fail(str(error), code=1)
+
+
+TOKEN_VARIABLE = "MICROSHOP_SANDBOX_SERVER_TOKEN"
+TOKEN_FILE_NAME = "server-token"
+
+
+def server_token(token_file: Path | None, state_dir: Path) -> str:
+    """The token from the file, the environment, or else a new one kept in the state directory.
+    Taken out of the environment, so no sandbox (nor a blueprint's command) ever sees it."""
+    from_environment = os.environ.pop(TOKEN_VARIABLE, "").strip()
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if not token:
+            fail(f"{token_file} is empty", code=USAGE_ERROR)
+        return token
+    if from_environment:
+        return from_environment
+    kept = state_dir / TOKEN_FILE_NAME
+    if not kept.exists():
+        descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(new_token() + "\n")
+    error_console.print(f"the API's token is in {kept}", highlight=False)
+    return kept.read_text().strip()
+
+
+@sandbox_app.command("serve")
+def serve_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3100,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the server keeps its sandboxes (its MICROSHOP_HOME); "
+            "default: $MICROSHOP_HOME."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"A file holding the API's bearer token; default: ${TOKEN_VARIABLE}, "
+            f"else a new one in STATE_DIR/{TOKEN_FILE_NAME}.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        list[Backend] | None, typer.Option(help="Backends offered (repeat); default: local.")
+    ] = None,
+    default_duration: Annotated[
+        str, typer.Option(help="How long a sandbox lasts when the request does not say.")
+    ] = "1h",
+    max_duration: Annotated[
+        str, typer.Option(help="The longest a sandbox may last, extensions included.")
+    ] = "8h",
+    quota: Annotated[int, typer.Option(help="Sandboxes at once.", min=1, max=1000)] = 10,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a sandbox may take to be ready.", min=1)
+    ] = 120.0,
+) -> None:
+    """Serve sandboxes through a REST API and a web page (docs/sandboxes.md, "The server")."""
+    try:
+        default_seconds = parse_duration(default_duration)
+        max_seconds = parse_duration(max_duration)
+        settings = load_settings(host=host, port=port)
+    except (ValueError, ConfigurationError) as error:
+        fail(str(error), code=USAGE_ERROR)
+    if default_seconds > max_seconds:
+        fail("--default-duration is longer than --max-duration", code=USAGE_ERROR)
+    directory = (state_dir or home()).expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ[HOME_VARIABLE] = str(directory)  # the sandboxes, and their reapers, live there
+    config = ServerConfig(
+        token=server_token(token_file, directory),
+        backends=frozenset(backend or [Backend.LOCAL]),
+        default_duration=default_seconds,
+        max_duration=max_seconds,
+        quota=quota,
+        create_timeout=timeout,
+    )
+    configure_logging(SandboxServer.name, settings.log_format, settings.log_level)
+    run(create_app(SandboxServer(settings, config)), settings)

@@ -114,6 +114,8 @@ class KubernetesBackend:
         documents = manifests.parse(rendering)
         record.database = manifests.choose_database(documents, record.database, source)
         manifests.claim_namespace(documents, namespace, record.name)
+        if options.blueprint is not None:
+            options.blueprint.apply_to_manifests(documents)
         rendered = manifests.dump(documents)
         directory.manifests_file.write_text(rendered)
         reporter.finish("render")

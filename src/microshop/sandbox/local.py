@@ -26,7 +26,15 @@ from microshop.sandbox import (
     ServiceStatus,
     processes,
 )
-from microshop.sandbox.state import Phase, SandboxDirectory, SandboxRecord, every_sandbox
+from microshop.sandbox.blueprint import save_launches
+from microshop.sandbox.state import (
+    Phase,
+    SandboxDirectory,
+    SandboxRecord,
+    every_sandbox,
+    exclusive_lock,
+    ports_lock,
+)
 from microshop.services import (
     GATEWAY,
     SERVICES,
@@ -51,16 +59,19 @@ class LocalBackend:
         reporter: Reporter,
     ) -> None:
         environment = supervisor_environment(record, options)
-        base_port = options.base_port or choose_base_port()
-        ports = service_ports(base_port)
-        busy = busy_ports(ports.values())
-        if busy:
-            raise SandboxError(
-                f"port {', '.join(map(str, busy))} is in use; the sandbox needs "
-                f"{', '.join(map(str, ports.values()))} (or leave out --base-port)"
-            )
-        record.base_port, record.ports = base_port, ports
-        directory.save(record)
+        with exclusive_lock(ports_lock()):  # sandboxes created at once choose different ports
+            base_port = options.base_port or choose_base_port()
+            ports = service_ports(base_port)
+            busy = busy_ports(ports.values())
+            if busy:
+                raise SandboxError(
+                    f"port {', '.join(map(str, busy))} is in use; the sandbox needs "
+                    f"{', '.join(map(str, ports.values()))} (or leave out --base-port)"
+                )
+            record.base_port, record.ports = base_port, ports
+            directory.save(record)
+        if options.blueprint is not None:
+            save_launches(options.blueprint, directory.blueprint_file)
         reporter.begin("supervisor")
         with directory.log_file.open("ab") as log:
             supervisor = subprocess.Popen(
@@ -151,6 +162,9 @@ def supervisor_environment(record: SandboxRecord, options: CreateOptions) -> dic
 def supervisor_command(directory: SandboxDirectory, record: SandboxRecord) -> list[str]:
     assert record.base_port is not None
     storage = "memory" if record.database is Storage.MEMORY else "sqlite"
+    blueprint = (
+        ["--blueprint", str(directory.blueprint_file)] if directory.blueprint_file.exists() else []
+    )
     return [
         sys.executable,
         "-m",
@@ -164,6 +178,7 @@ def supervisor_command(directory: SandboxDirectory, record: SandboxRecord) -> li
         str(directory.supervisor_state_file),
         "--storage",
         storage,
+        *blueprint,
     ]
 
 

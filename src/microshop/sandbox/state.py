@@ -6,19 +6,22 @@ directory is created before anything is started and removed last, so a sandbox t
 half created is still listed, and `sandbox delete` can finish it.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from microshop.common.settings import Storage, default_data_dir
-from microshop.sandbox import Backend, SandboxError
+from microshop.sandbox import Backend, NameTaken, SandboxError, UnknownSandbox
 
 HOME_VARIABLE = "MICROSHOP_HOME"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
@@ -41,6 +44,9 @@ class SandboxRecord:
     creator_pid: int
     created_at: float = field(default_factory=time.time)
     phase: Phase = Phase.CREATING
+    owner: str = ""
+    overrides: dict[str, str] = field(default_factory=dict)
+    """Each service a blueprint replaced, and where it comes from instead."""
     # local backend
     base_port: int | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -64,6 +70,17 @@ class SandboxRecord:
                 "phase": Phase(data.get("phase", Phase.CREATING)),
             }
         )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """`reservation.json`: when the sandbox ends. Apart from the record, so that extending it
+    never races with a `create` that is still saving the record."""
+
+    ends_at: float
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.ends_at - time.time())
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,24 @@ class SandboxDirectory:
     def forward_log_file(self) -> Path:
         return self.path / "port-forward.log"
 
+    @property
+    def reservation_file(self) -> Path:
+        return self.path / "reservation.json"
+
+    @property
+    def reaper_log_file(self) -> Path:
+        """What the process that ends the sandbox on time printed."""
+        return self.path / "reaper.log"
+
+    @property
+    def blueprint_file(self) -> Path:
+        """The local services' launch overrides, read by `microshop up --blueprint`."""
+        return self.path / "blueprint.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "lock"
+
     def load(self) -> SandboxRecord | None:
         """The record, or None when creation was interrupted before it was first written."""
         try:
@@ -116,13 +151,54 @@ class SandboxDirectory:
             return None
 
     def save(self, record: SandboxRecord) -> None:
-        """Atomically: a reader (or a kill) never sees half a record."""
-        temporary = self.record_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(record), indent=2))
-        temporary.replace(self.record_file)
+        write_atomically(self.record_file, asdict(record))
+
+    def load_reservation(self) -> Reservation | None:
+        """The end time, or None for a sandbox that lasts until deleted."""
+        try:
+            return Reservation(float(json.loads(self.reservation_file.read_text())["ends_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_reservation(self, reservation: Reservation) -> None:
+        write_atomically(self.reservation_file, asdict(reservation))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[bool]:
+        """Held while the sandbox is torn down or extended, so that nothing tears it down twice;
+        yields whether the sandbox still exists once the lock is held."""
+        with exclusive_lock(self.lock_file) as held:
+            yield held and self.path.is_dir()
+
+
+def write_atomically(path: Path, data: dict[str, Any]) -> None:
+    """A reader (or a kill) never sees half a file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2))
+    temporary.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[bool]:
+    """An flock on `path`, between threads and processes alike; yields False when the file's
+    directory is gone, or the file was removed while waiting (what it guarded is gone)."""
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(handle).st_ino
+        except FileNotFoundError:
+            same_file = False
+        yield same_file
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def home() -> Path:
@@ -133,6 +209,11 @@ def home() -> Path:
 
 def sandboxes_root() -> Path:
     return home() / "sandboxes"
+
+
+def ports_lock() -> Path:
+    """Held while a sandbox chooses its ports and records them, so two never choose the same."""
+    return home() / "sandbox-ports.lock"
 
 
 def check_name(name: str) -> str:
@@ -160,16 +241,14 @@ def claim(name: str) -> SandboxDirectory:
     try:
         path.mkdir()
     except FileExistsError:
-        raise SandboxError(
-            f"sandbox {name!r} already exists (see `microshop sandbox list`)"
-        ) from None
+        raise NameTaken(f"sandbox {name!r} already exists (see `microshop sandbox list`)") from None
     return SandboxDirectory(path)
 
 
 def find(name: str) -> SandboxDirectory:
     path = sandboxes_root() / check_name(name)
     if not path.is_dir():
-        raise SandboxError(f"no sandbox named {name!r} (see `microshop sandbox list`)")
+        raise UnknownSandbox(f"no sandbox named {name!r} (see `microshop sandbox list`)")
     return SandboxDirectory(path)
 
 

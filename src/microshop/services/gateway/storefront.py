@@ -22,7 +22,7 @@ from microshop.common.app import Service
 from microshop.common.errors import Problem
 from microshop.common.http_client import ServiceClient
 from microshop.common.openapi import ApiRoute
-from microshop.common.responses import JSONResponse
+from microshop.common.responses import PAGE_HEADERS, JSONResponse
 
 PACKAGE = "microshop.services.gateway"
 PROBE_TIMEOUT_SECONDS = 1.25
@@ -30,16 +30,6 @@ PROBE_TIMEOUT_SECONDS = 1.25
 to its storage), so a slower answer means the service is in trouble itself."""
 PROBE_GRACE_SECONDS = 0.25
 """A probe's deadline lies just past its HTTP timeout, so that the timeout normally reports."""
-
-PAGE_HEADERS = {
-    # The page may load only its own files and talk only to this gateway.
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 Check = Callable[[], Awaitable["Readiness"]]
 """Asks one service whether it is ready; raises when it is not."""
