@@ -4,6 +4,8 @@ The db call carries an idempotency key (the client's, or one made here), so it i
 payment is at most one per order, so it is safe to retry too. When payment cannot be settled in time
 the order stays `pending`, the answer is 202, and a background sweep settles it later. Any number
 of order-service replicas may sweep at once: the db records one transaction per order, whoever asks.
+The seed's db keeps no statuses and records every charge it is sent: over it, a pending order is one
+without a transaction, and the sweep waits until no request can still be charging it.
 """
 
 import asyncio
