@@ -24,14 +24,14 @@ lint: $(DEVELOPMENT)
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/mypy
-	$(BIN)/shellcheck --external-sources .ci/run ci/*.sh deploy/verify/*.sh
+	$(BIN)/shellcheck --external-sources .ci/run .ci/*.sh deploy/verify/*.sh
 
 test: lint
 	$(BIN)/pytest
-	PYTHON=$(BIN)/python ci/e2e-in-sandbox.sh
+	PYTHON=$(BIN)/python .ci/e2e-in-sandbox.sh
 
 e2e: $(DEVELOPMENT)
-	PYTHON=$(BIN)/python ci/e2e-in-sandbox.sh
+	PYTHON=$(BIN)/python .ci/e2e-in-sandbox.sh
 
 # The image built and run, and the manifests run as pods (root, Docker, Podman; docs/kubernetes.md).
 verify-containers: $(DEVELOPMENT)

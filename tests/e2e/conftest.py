@@ -22,7 +22,7 @@ def gateway_url() -> str:
     if not url:
         pytest.fail(
             f"{GATEWAY_URL_VARIABLE} is not set: name the gateway to test, or run "
-            "ci/e2e-in-sandbox.sh to test a fresh sandbox",
+            ".ci/e2e-in-sandbox.sh to test a fresh sandbox",
             pytrace=False,
         )
     return url.rstrip("/")

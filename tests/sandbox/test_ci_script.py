@@ -1,4 +1,4 @@
-"""ci/e2e-in-sandbox.sh: the end-to-end suite in a sandbox made for the run, deleted after it."""
+""".ci/e2e-in-sandbox.sh: the end-to-end suite in a sandbox made for the run, deleted after it."""
 
 import json
 import os
@@ -14,7 +14,7 @@ from tests.sandbox.conftest import SandboxCli, SandboxServer
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-SCRIPT = REPOSITORY / "ci" / "e2e-in-sandbox.sh"
+SCRIPT = REPOSITORY / ".ci" / "e2e-in-sandbox.sh"
 
 
 def run_script(cli: SandboxCli, *pytest_arguments: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +49,7 @@ def test_failing_tests_still_delete_the_sandbox_and_give_their_exit_code(
     sandbox_cli.assert_nothing_left()
 
 
-API_SCRIPT = REPOSITORY / "ci" / "sandbox-api.sh"
+API_SCRIPT = REPOSITORY / ".ci" / "sandbox-api.sh"
 
 
 def api_environment(server: SandboxServer) -> dict[str, str]:
@@ -129,7 +129,7 @@ def test_the_api_script_creates_describes_and_deletes_with_curl_alone(
     assert run_api_script(sandbox_server, API_SCRIPT, "nonsense", "x").returncode == 2
 
 
-JENKINS_STEP = REPOSITORY / "ci" / "jenkins" / "vars" / "withSandbox.groovy"
+JENKINS_STEP = REPOSITORY / ".ci" / "jenkins" / "vars" / "withSandbox.groovy"
 
 
 def jenkins_shell_steps() -> list[str]:

@@ -3,12 +3,12 @@
 # with its own data, created for this run and deleted afterwards, whether the tests pass or not.
 # Exits with the tests' exit code (or 1 if they passed but the sandbox could not be deleted).
 # Arguments are passed on to pytest:
-#   ci/e2e-in-sandbox.sh                 # every e2e test
-#   ci/e2e-in-sandbox.sh -k idempotency  # some of them
+#   .ci/e2e-in-sandbox.sh                 # every e2e test
+#   .ci/e2e-in-sandbox.sh -k idempotency  # some of them
 # PYTHON names the interpreter with microshop installed (default: .venv/bin/python, else python).
 #
 # With MICROSHOP_SANDBOX_SERVER (and MICROSHOP_SANDBOX_SERVER_TOKEN) set, the sandbox comes from
-# that sandbox server instead, through its API with curl (ci/sandbox-api.sh), for
+# that sandbox server instead, through its API with curl (.ci/sandbox-api.sh), for
 # MICROSHOP_SANDBOX_DURATION (default 30m); MICROSHOP_SANDBOX_BLUEPRINT names a blueprint file.
 # Then microshop need not be installed: only curl, and pytest and httpx for the suite.
 set -euo pipefail
@@ -19,7 +19,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 sandbox="e2e-$(date +%s)-$$"
 
-api=ci/sandbox-api.sh
+api=.ci/sandbox-api.sh
 
 show_logs() {
     echo "--- the sandbox's last log lines ---" >&2

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A sandbox server's API from a CI job, with nothing but curl (docs/sandboxes.md, "In CI").
-#   ci/sandbox-api.sh create NAME [DURATION] [BLUEPRINT.json]  # waits until ready; prints its JSON
-#   ci/sandbox-api.sh environment NAME   # MICROSHOP_GATEWAY_URL=... lines, for `set -a; . FILE`
-#   ci/sandbox-api.sh logs NAME SERVICE [LINES]
-#   ci/sandbox-api.sh delete NAME        # no error when it is already gone
+#   .ci/sandbox-api.sh create NAME [DURATION] [BLUEPRINT.json]  # waits until ready; prints its JSON
+#   .ci/sandbox-api.sh environment NAME   # MICROSHOP_GATEWAY_URL=... lines, for `set -a; . FILE`
+#   .ci/sandbox-api.sh logs NAME SERVICE [LINES]
+#   .ci/sandbox-api.sh delete NAME        # no error when it is already gone
 # MICROSHOP_SANDBOX_SERVER is the server's URL and MICROSHOP_SANDBOX_SERVER_TOKEN its token;
 # the token goes to curl on its standard input, never on a command line that `ps` shows.
 # MICROSHOP_SANDBOX_WAIT (default 300) is how many seconds `create` waits for the sandbox.

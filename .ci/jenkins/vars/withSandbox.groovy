@@ -3,7 +3,7 @@
 // library, then:
 //
 //   withSandbox(server: 'http://127.0.0.1:3100', credentialsId: 'microshop-sandbox-token',
-//               duration: '30m', blueprint: 'ci/blueprint.json') {
+//               duration: '30m', blueprint: '.ci/blueprint.json') {
 //       sh 'python3 -m pytest --confcutdir tests/e2e tests/e2e'
 //   }
 //
