@@ -3,7 +3,6 @@
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from microshop.ports import free_port
 from tests.system_tools import missing_system_tool
 
 BINARY_DIRECTORIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -92,13 +92,6 @@ class PostgresServer:
         name = f"test_{uuid.uuid4().hex[:12]}"
         self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="session")

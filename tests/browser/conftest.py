@@ -14,7 +14,7 @@ from tests.browser.chromium import (
     playwright_api,
     require_chromium,
 )
-from tests.conftest import RunningShop, start_shop
+from tests.shops import RunningShop, start_shop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Route

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, playwright_api, require_chromium
-from tests.conftest import start_shop
+from tests.shops import start_shop
 
 IMAGE = Path(__file__).resolve().parents[2] / "docs" / "images" / "storefront.png"
 ORDERS = [

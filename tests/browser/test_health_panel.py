@@ -13,7 +13,7 @@ import pytest
 from microshop import __version__
 from tests.browser.chromium import playwright_api, screenshot
 from tests.browser.conftest import Visit
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 expect = playwright_api().expect
 pytestmark = pytest.mark.timeout(120)

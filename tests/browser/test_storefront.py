@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.chromium import playwright_api, screenshot
 from tests.browser.conftest import Visit, visiting
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page

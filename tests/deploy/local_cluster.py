@@ -12,7 +12,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from microshop.ports import free_port
 from tests.deploy.manifests import (
     SERVICE_ADDRESS,
     WORKLOAD_KINDS,
@@ -43,13 +43,6 @@ from tests.deploy.manifests import (
 
 START_TIMEOUT_SECONDS = 40.0
 POSTGRESQL_BINARIES = ("initdb", "postgres", "pg_isready", "psql")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

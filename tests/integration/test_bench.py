@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 
 def test_bench_places_orders_and_reads_them_all_back(shop: RunningShop, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RunningShop, free_port, start_service, start_shop
+from microshop.ports import free_port
 from tests.integration.load import OrderStream, all_pages, wait_until_settled
+from tests.shops import RunningShop, start_service, start_shop
 
 FAST_SETTLEMENT = {"MICROSHOP_SETTLE_INTERVAL": "0.5"}
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}

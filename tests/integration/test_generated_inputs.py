@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 SERVICES = ["api-gateway", "order-service", "payment-service", "db"]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import RunningShop, start_shop
+from tests.shops import RunningShop, start_shop
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 INTERNAL_CALLS = {

@@ -15,7 +15,7 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from tests.conftest import RunningShop, start_service
+from tests.shops import RunningShop, start_service
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Tracy"}
 SERVICES = ("api-gateway", "order-service", "payment-service", "db")

@@ -6,7 +6,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ServiceProcess, start_service, start_shop
 from tests.integration.load import all_pages
 from tests.postgres import PostgresServer
 from tests.round_robin import RoundRobin
+from tests.shops import ServiceProcess, start_service, start_shop
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 

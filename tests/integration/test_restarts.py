@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import start_shop
+from tests.shops import start_shop
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 

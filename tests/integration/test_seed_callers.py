@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 
 def test_seed_db_calls(shop: RunningShop) -> None:

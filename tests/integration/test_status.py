@@ -18,9 +18,10 @@ from starlette.testclient import TestClient
 
 from microshop import __version__
 from microshop.common.settings import Settings
+from microshop.ports import free_port
 from microshop.services.gateway.app import create
 from microshop.services.gateway.storefront import PROBE_TIMEOUT_SECONDS
-from tests.conftest import RunningShop
+from tests.shops import RunningShop
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,13 +99,6 @@ def test_a_stopped_db_is_the_only_service_reported_down(
     assert [service["state"] for service in services.values()] == ["up", "up", "up"]
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_status_answers_in_time_when_no_service_does() -> None:
     """In process: one service refuses connections, two accept them and never answer."""
     with socket.socket() as silent:
@@ -113,7 +107,7 @@ def test_status_answers_in_time_when_no_service_does() -> None:
         silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         settings = Settings(
             order_service_url=silent_url,  # type: ignore[arg-type]
-            payment_service_url=f"http://127.0.0.1:{closed_port()}",  # type: ignore[arg-type]
+            payment_service_url=f"http://127.0.0.1:{free_port()}",  # type: ignore[arg-type]
             db_service_url=silent_url,  # type: ignore[arg-type]
         )
         with TestClient(create(settings)) as client:

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import start_service
-from tests.postgres import free_port
+from microshop.ports import free_port
 from tests.seed.processes import fixed_ports_lock, start_seed
+from tests.shops import start_service
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from microshop.services import SERVICES
-from tests.conftest import RunningShop, free_base_port
+from tests.shops import RunningShop, free_base_port
 
 pytestmark = pytest.mark.integration
 

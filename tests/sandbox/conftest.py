@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from microshop.ports import free_port
 from microshop.services import service_ports
-from tests.conftest import ServiceProcess, free_base_port, free_port, wait_until_healthy
+from tests.shops import ServiceProcess, free_base_port, wait_until_healthy
 from tests.system_tools import missing_system_tool
 
 CLI_TIMEOUT_SECONDS = 120.0

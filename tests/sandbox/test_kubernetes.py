@@ -20,8 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import RunningShop
 from tests.sandbox.conftest import SandboxCli, accepts_connections, alive, start_sandbox_server
+from tests.shops import RunningShop
 from tests.system_tools import missing_system_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,7 +1,6 @@
 """The shared client against a real local server: timeouts, and retries only when safe."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +9,7 @@ from microshop.common.http_client import DownstreamTimeout, DownstreamUnavailabl
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.settings import Settings
 from microshop.common.tracing import Tracer
+from microshop.ports import free_port
 
 
 class ClosingServer:
@@ -73,9 +73,6 @@ async def test_slow_answer_is_a_timeout(http: HttpSession) -> None:
 
 
 async def test_nothing_listening_is_unavailable(http: HttpSession) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = http.client("db", f"http://127.0.0.1:{port}")
+    client = http.client("db", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(DownstreamUnavailable):
         await client.request("GET", "/healthz")

@@ -1,6 +1,5 @@
 """Each service in process, with the services it calls unreachable: what it decides on its own."""
 
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from decimal import Decimal
@@ -11,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from microshop.common.settings import Settings
+from microshop.ports import free_port
 from microshop.services.gateway.app import create as create_gateway
 from microshop.services.orders.app import create as create_orders
 from microshop.services.payments.app import PaymentService
@@ -25,10 +25,7 @@ ClientFactory = Callable[[AppFactory], TestClient]
 @pytest.fixture
 def nowhere() -> str:
     """A URL where nothing listens."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def settings_pointing_at(url: str, tmp_path: Path) -> Settings:
