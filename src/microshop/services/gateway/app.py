@@ -15,7 +15,6 @@ from microshop.common.inputs import (
     IDEMPOTENCY_HEADER,
     idempotency_key_from,
     order_id_from,
-    order_not_found,
     read_model,
     read_query,
 )
@@ -28,10 +27,9 @@ from microshop.common.models import (
     ReceivedOrder,
     ReceivedOrders,
     ReceivedPlacement,
-    ReceivedTransaction,
-    ReceivedTransactions,
 )
 from microshop.common.openapi import ApiRoute
+from microshop.common.peers import order_by_id, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 from microshop.services.gateway.storefront import Storefront
@@ -97,21 +95,12 @@ class Gateway(Service):
         answer.raise_for_problem()
         orders = answer.read_list(ReceivedOrders)
         if any(order.status is None for order in orders):
-            transactions = await self._transactions_by_order()
+            transactions = await transactions_by_order(self.payments)
             orders = [
                 order if order.status else order.settled_by(transactions.get(order.id))
                 for order in orders
             ]
         return [order for order in orders if query.admits(order)]
-
-    async def _transactions_by_order(self) -> dict[int, ReceivedTransaction]:
-        answer = await self.payments.request("GET", "/transactions", params={"limit": "1000"})
-        answer.raise_for_problem()
-        by_order: dict[int, ReceivedTransaction] = {}
-        for transaction in answer.read_list(ReceivedTransactions):
-            if transaction.order_id is not None:
-                by_order.setdefault(transaction.order_id, transaction)
-        return by_order
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
@@ -165,18 +154,7 @@ class Gateway(Service):
         )
 
     async def get_order(self, request: Request) -> Response:
-        order_id = order_id_from(request)
-        answer = await self.orders.request("GET", f"/orders/{order_id}")
-        if not answer.route_missing:
-            answer.raise_for_problem()
-            return Response(answer.body, status_code=answer.status, media_type="application/json")
-        # order-service has no single-order route (the seed's): find the order in the list.
-        found = await self._fetch_orders(OrderListQuery(after=order_id - 1, limit=1))
-        if not found or found[0].id != order_id:
-            raise order_not_found(order_id)
-        transaction = (await self._transactions_by_order()).get(order_id)
-        placed = ReceivedPlacement(order=found[0], transaction=transaction)
-        return JSONResponse(placed.model_dump(mode="json"))
+        return await order_by_id(self.orders, self.payments, order_id_from(request))
 
 
 def _query_parameters(query: OrderListQuery) -> dict[str, str]:

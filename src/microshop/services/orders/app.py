@@ -40,10 +40,10 @@ from microshop.common.models import (
     ReceivedOrder,
     ReceivedOrders,
     ReceivedPlacement,
-    ReceivedTransactions,
     decimal_to_number,
 )
 from microshop.common.openapi import ApiRoute
+from microshop.common.peers import order_by_id, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 
@@ -127,7 +127,7 @@ class OrderService(Service):
         return await relay(self.db, "/orders", query.model_dump(mode="json", exclude_none=True))
 
     async def get_order(self, request: Request) -> Response:
-        return await relay(self.db, f"/orders/{order_id_from(request)}")
+        return await order_by_id(self.db, self.db, order_id_from(request))
 
     async def place_order(self, request: Request) -> Response:
         order = await read_model(request, OrderCreate)
@@ -226,9 +226,7 @@ class OrderService(Service):
         without a transaction for longer than placing an order can take: a charge still on its
         way, from this process or another replica, is never made a second time.
         """
-        answer = await self.db.request("GET", "/transactions", params={"limit": "1000"})
-        answer.raise_for_problem()
-        charged = {transaction.order_id for transaction in answer.read_list(ReceivedTransactions)}
+        charged = await transactions_by_order(self.db)
         now = time.monotonic()
         uncharged = {
             order.id: order

@@ -17,7 +17,6 @@ from microshop.common.inputs import order_not_found, read_model, read_query
 from microshop.common.middleware import FaultInjectionMiddleware
 from microshop.common.models import (
     ListQuery,
-    ReceivedOrder,
     ReceivedOrders,
     ReceivedPlacement,
     ReceivedTransaction,
@@ -28,6 +27,7 @@ from microshop.common.models import (
     decimal_to_number,
 )
 from microshop.common.openapi import ApiRoute
+from microshop.common.peers import WHOLE_LIST, listed_order, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 
@@ -95,7 +95,7 @@ class PaymentService(Service):
         amount = payment.amount or await self._price_of(payment.order_id)
         success = self.approves(amount)
         if self._db_records_every_charge:
-            recorded = await self._recorded_transaction(payment.order_id)
+            recorded = (await transactions_by_order(self.db)).get(payment.order_id)
             if recorded is not None:
                 return self._answer(
                     recorded.model_copy(update={"success": success, "amount": amount}), 200
@@ -132,7 +132,7 @@ class PaymentService(Service):
         """Transactions of a db that keeps no decisions (the seed's records every payment as a
         success, with no amount), with the amount and the decision this service's rule gives."""
         self._db_records_every_charge = True
-        answer = await self.db.request("GET", "/orders", params={"limit": "1000"})
+        answer = await self.db.request("GET", "/orders", params=WHOLE_LIST)
         answer.raise_for_problem()
         prices = {order.id: order.amount for order in answer.read_list(ReceivedOrders)}
         decided = []
@@ -150,7 +150,7 @@ class PaymentService(Service):
         if answer.route_missing:
             # The seed's db has no single-order route: the order is found in its list instead.
             self._db_records_every_charge = True
-            order = await self._listed_order(order_id)
+            order = await listed_order(self.db, order_id)
         else:
             answer.raise_for_problem()
             order = answer.read(ReceivedPlacement).order
@@ -159,28 +159,6 @@ class PaymentService(Service):
         if order.amount is None:
             raise Problem(422, f"Order {order_id} has no price that can be charged.")
         return order.amount
-
-    async def _listed_order(self, order_id: int) -> ReceivedOrder | None:
-        answer = await self.db.request(
-            "GET", "/orders", params={"after": str(order_id - 1), "limit": "1"}
-        )
-        answer.raise_for_problem()
-        return next(
-            (order for order in answer.read_list(ReceivedOrders) if order.id == order_id), None
-        )
-
-    async def _recorded_transaction(self, order_id: int) -> ReceivedTransaction | None:
-        """The transaction a db that keeps every charge already has for this order, if any."""
-        answer = await self.db.request("GET", "/transactions", params={"limit": "1000"})
-        answer.raise_for_problem()
-        return next(
-            (
-                transaction
-                for transaction in answer.read_list(ReceivedTransactions)
-                if transaction.order_id == order_id
-            ),
-            None,
-        )
 
 
 def create(settings: Settings) -> Starlette:
