@@ -74,14 +74,9 @@ class RunningShop:
         return self.process.wait(timeout)
 
 
-def start_shop(
-    directory: Path, *extra_arguments: str, environment: dict[str, str] | None = None
-) -> RunningShop:
-    base_port = free_base_port()
-    data_dir = directory / "data"
-    log_file = directory / f"up-{base_port}.log"
-    state_file = directory / "state.json"
-    command = [
+def up_command(base_port: int, data_dir: Path, *extra_arguments: str) -> list[str]:
+    """`microshop up` on `base_port`, keeping its data in `data_dir`, as a user runs it."""
+    return [
         sys.executable,
         "-m",
         "microshop",
@@ -90,10 +85,18 @@ def start_shop(
         str(base_port),
         "--data-dir",
         str(data_dir),
-        "--state-file",
-        str(state_file),
         *extra_arguments,
     ]
+
+
+def start_shop(
+    directory: Path, *extra_arguments: str, environment: dict[str, str] | None = None
+) -> RunningShop:
+    base_port = free_base_port()
+    data_dir = directory / "data"
+    log_file = directory / f"up-{base_port}.log"
+    state_file = directory / "state.json"
+    command = up_command(base_port, data_dir, "--state-file", str(state_file), *extra_arguments)
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             command,

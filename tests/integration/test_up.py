@@ -3,35 +3,19 @@ taken, by a second `microshop up` or by anything else."""
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from microshop.services import SERVICES
-from tests.shops import RunningShop, free_base_port
+from tests.shops import RunningShop, free_base_port, up_command
 
 pytestmark = pytest.mark.integration
 
 
 def run_up(base_port: int, directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "microshop",
-            "up",
-            "--base-port",
-            str(base_port),
-            "--storage",
-            "memory",
-            "--data-dir",
-            str(directory),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    command = up_command(base_port, directory, "--storage", "memory")
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
 
 def test_start_up_is_quiet(shop: RunningShop) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.generated_inputs import assert_no_server_error
 from tests.sandbox.conftest import (
     SERVER_TOKEN,
     SandboxCli,
@@ -405,32 +405,15 @@ def test_no_generated_input_gets_a_server_error(sandbox_cli: SandboxCli, tmp_pat
         with server.client() as client:
             full = client.post("/sandboxes", params={"wait": 120}, json={"name": "full", **MEMORY})
             assert full.status_code == 201, full.text
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "schemathesis.cli",
-                "run",
-                server.url + "/openapi.json",
-                "--header",
-                f"Authorization: Bearer {server.token}",
-                "--checks",
-                "not_a_server_error",
-                "--phases",
-                "examples,coverage,fuzzing",  # not stateful: it would delete "full" and fill up
-                "--max-examples",
-                "15",
-                "--seed",
-                "1",
-                "--report-dir",
-                str(tmp_path),
-                "--no-color",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
+        assert_no_server_error(
+            server.url + "/openapi.json",
+            tmp_path,
+            "--header",
+            f"Authorization: Bearer {server.token}",
+            "--phases",
+            "examples,coverage,fuzzing",  # not stateful: it would delete "full" and fill up
+            "--max-examples",
+            "15",
         )
-        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     finally:
         assert server.stop() == 0, server.output()[-4000:]
