@@ -8,16 +8,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
+import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 from pydantic import BaseModel, HttpUrl, TypeAdapter, ValidationError
-from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import ConnectTimeoutError, PoolTimeoutError, RequestError
 
 from microshop.common.errors import Problem
 from microshop.common.logs import request_id_var
@@ -28,8 +25,6 @@ from microshop.common.tracing import Tracer, current_span
 logger = logging.getLogger("microshop.http_client")
 
 RETRY_BACKOFF_SECONDS = 0.05
-POOL_IDLE_SECONDS = 30
-MAX_IDLE_CONNECTIONS_PER_SERVICE = 256
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -56,8 +51,7 @@ class DownstreamTimeout(Problem):
 class DownstreamResponse:
     target: str
     status: int
-    headers: Mapping[str, str]
-    """Case-insensitive, as HTTP header names are."""
+    headers: CIMultiDictProxy[str]
     body: bytes
 
     def json(self) -> Any:
@@ -122,37 +116,34 @@ class DownstreamResponse:
 
 
 class HttpSession:
-    """The process's one pooled client (pyreqwest: Rust's reqwest and hyper under asyncio, about
-    half the CPU of aiohttp per call); opened at start-up, closed at shutdown."""
+    """The process's single aiohttp session; opened at start-up, closed at shutdown."""
 
     def __init__(self, settings: Settings, metrics: ServiceMetrics, tracer: Tracer) -> None:
         self.settings = settings
         self.metrics = metrics
         self.tracer = tracer
-        self._client: Client | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        self._client = (
-            ClientBuilder()
-            .http1_only()
-            .follow_redirects(False)
-            .connect_timeout(timedelta(seconds=self.settings.connect_timeout))
-            .pool_idle_timeout(timedelta(seconds=POOL_IDLE_SECONDS))
-            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_SERVICE)
-            .tcp_nodelay(True)
-            .build()
+        # The threaded resolver, even where aiodns is installed: its pycares thread costs CPU
+        # in every process, and kube-dns names resolve fine through the system resolver.
+        connector = aiohttp.TCPConnector(
+            limit=256, keepalive_timeout=30, ttl_dns_cache=10, resolver=aiohttp.ThreadedResolver()
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, json_serialize=lambda value: orjson.dumps(value).decode()
         )
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
-    def pool(self) -> Client:
-        if self._client is None:
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
             raise RuntimeError("HttpSession.open() was not called")
-        return self._client
+        return self._session
 
     def client(self, target: str, base_url: HttpUrl | str) -> "ServiceClient":
         return ServiceClient(self, target, str(base_url).rstrip("/"))
@@ -166,7 +157,9 @@ class ServiceClient:
         self.target = target
         self.base_url = base_url
         settings = http.settings
-        self.timeout = settings.request_timeout
+        self.timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout, sock_connect=settings.connect_timeout
+        )
         self.retries = settings.retries
         token = settings.internal_token
         self.default_headers = (
@@ -190,26 +183,28 @@ class ServiceClient:
         request_id = request_id_var.get()
         if request_id:
             call_headers["X-Request-ID"] = request_id
-        body = None if json is None else orjson.dumps(json)
-        if body is not None:
-            call_headers["Content-Type"] = "application/json"
-        url = self.base_url + path
-        if params:
-            url += "?" + urlencode(params)
-        attempts = 1 + (self.retries if idempotent else 0)
-        with self.http.tracer.span(f"{method} {self.target}", current_span.get(), "client") as span:
-            call_headers["traceparent"] = span.traceparent
-            return await self._send(
-                method, url, body, call_headers, timeout or self.timeout, attempts
+        call_timeout = self.timeout
+        if timeout is not None:
+            call_timeout = aiohttp.ClientTimeout(
+                total=timeout, sock_connect=self.timeout.sock_connect
             )
+        data = None if json is None else orjson.dumps(json)
+        if data is not None:
+            call_headers["Content-Type"] = "application/json"
+        attempts = 1 + (self.retries if idempotent else 0)
+        span_name = f"{method} {self.target}"
+        with self.http.tracer.span(span_name, current_span.get(), "client") as span:
+            call_headers["traceparent"] = span.traceparent
+            return await self.send(method, path, data, params, call_headers, call_timeout, attempts)
 
-    async def _send(
+    async def send(
         self,
         method: str,
-        url: str,
-        body: bytes | None,
+        path: str,
+        data: bytes | None,
+        params: dict[str, str] | None,
         headers: dict[str, str],
-        timeout: float,
+        timeout: aiohttp.ClientTimeout,
         attempts: int,
     ) -> DownstreamResponse:
         metrics = self.http.metrics
@@ -217,41 +212,27 @@ class ServiceClient:
         attempt = 0
         while True:
             attempt += 1
-            builder = self.http.pool.request(method, url).headers(headers)
-            if body is not None:
-                builder = builder.body_bytes(body)
             try:
-                # The deadline is asyncio's: pyreqwest reports its own request timeout as a
-                # connect timeout, which would make a call that may have been served look unsent.
-                async with asyncio.timeout(timeout):
-                    response = await builder.build().send()
-                    content = bytes(await response.bytes())
-            except PoolTimeoutError:
-                metrics.downstream_calls.labels(self.target, "unavailable").inc()
-                raise DownstreamUnavailable(self.target) from None
-            except TimeoutError as error:
-                if not isinstance(error, ConnectTimeoutError):
-                    metrics.downstream_calls.labels(self.target, "timeout").inc()
-                    raise DownstreamTimeout(self.target, timeout) from None
-                if self._last_attempt(attempt, attempts, method, url, error):
-                    raise DownstreamUnavailable(self.target) from None
-            except RequestError as error:
-                if self._last_attempt(attempt, attempts, method, url, error):
-                    raise DownstreamUnavailable(self.target) from None
-            else:
+                async with self.http.session.request(
+                    method,
+                    self.base_url + path,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout,
+                ) as response:
+                    body = await response.read()
                 metrics.downstream_calls.labels(self.target, str(response.status)).inc()
                 metrics.downstream_seconds.labels(self.target).observe(
                     time.perf_counter() - started
                 )
-                return DownstreamResponse(self.target, response.status, response.headers, content)
-            await asyncio.sleep(RETRY_BACKOFF_SECONDS * attempt)
-
-    def _last_attempt(
-        self, attempt: int, attempts: int, method: str, url: str, error: Exception
-    ) -> bool:
-        """Counts a connection that failed before an answer; True when no attempt is left."""
-        self.http.metrics.downstream_calls.labels(self.target, "unavailable").inc()
-        if attempt < attempts:
-            return False
-        logger.warning("%s %s failed: %s", method, url, type(error).__name__)
-        return True
+                return DownstreamResponse(self.target, response.status, response.headers, body)
+            except (aiohttp.ClientError, aiohttp.ConnectionTimeoutError) as error:
+                metrics.downstream_calls.labels(self.target, "unavailable").inc()
+                if attempt == attempts:
+                    logger.warning("%s %s%s failed: %r", method, self.target, path, error)
+                    raise DownstreamUnavailable(self.target) from None
+                await asyncio.sleep(RETRY_BACKOFF_SECONDS * attempt)
+            except TimeoutError:
+                metrics.downstream_calls.labels(self.target, "timeout").inc()
+                raise DownstreamTimeout(self.target, timeout.total or 0) from None
