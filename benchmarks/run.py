@@ -25,12 +25,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu_per_order import cpu_seconds  # noqa: E402
 from benchmarks.report import write_results  # noqa: E402
 from tests.conftest import start_shop  # noqa: E402
 
 RESULTS = ROOT / "docs" / "performance-results.json"
 REPORT = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "images" / "performance.png"
+SEED = "seed (Node.js)"
 SEED_SERVICES = {  # directory: (port, arguments), as the seed's run.sh starts them
     "db": (3004, []),
     "payment-service": (3001, ["127.0.0.1:3004"]),
@@ -48,6 +50,21 @@ def wait_until_answers(url: str, timeout: float = 30) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer")
+
+
+def bench_with_cpu(
+    url: str, concurrency: int, verify: bool, pids: dict[str, int], **budget: float
+) -> dict[str, object]:
+    """One run of the load generator, with the CPU time each process spent per order in it."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = bench(url, concurrency, verify, **budget)
+    orders = int(result["orders"])  # type: ignore[call-overload]
+    per_order = {
+        name: round((cpu_seconds(pid) - before[name]) / max(orders, 1) * 1e6)
+        for name, pid in pids.items()
+    }
+    result["cpu_us_per_order"] = {**per_order, "all": sum(per_order.values())}
+    return result
 
 
 def bench(url: str, concurrency: int, verify: bool, **budget: float) -> dict[str, object]:
@@ -84,7 +101,9 @@ def measure_microshop(levels: list[int], seconds: float, memory_orders: int) -> 
     shop = start_shop(directory)
     try:
         url = shop.gateway_url
-        runs = [bench(url, level, True, duration=seconds) for level in levels]
+        pids = {name: shop.pid(name) for name in shop.ports}
+        pids["supervisor"] = shop.process.pid  # relays the services' output
+        runs = [bench_with_cpu(url, level, True, pids, duration=seconds) for level in levels]
         bench(url, 64, True, requests=memory_orders)
         memory = {name: round(resident_megabytes(shop.pid(name)), 1) for name in shop.ports}
     finally:
@@ -111,7 +130,13 @@ def measure_seed(seed_dir: Path, levels: list[int], seconds: float) -> dict[str,
         for port, _ in SEED_SERVICES.values():
             wait_until_answers(f"http://127.0.0.1:{port}/")
         # The seed cannot list more than about 1,100 orders, so its orders are not read back.
-        runs = [bench("http://127.0.0.1:3000", level, False, duration=seconds) for level in levels]
+        pids = {
+            service: process.pid for service, process in zip(SEED_SERVICES, processes, strict=True)
+        }
+        runs = [
+            bench_with_cpu("http://127.0.0.1:3000", level, False, pids, duration=seconds)
+            for level in levels
+        ]
     finally:
         for process in processes:
             process.terminate()
@@ -121,8 +146,9 @@ def measure_seed(seed_dir: Path, levels: list[int], seconds: float) -> dict[str,
 
 def table(results: dict[str, dict[str, object]]) -> str:
     lines = [
-        "| system | clients | orders/s | p50 ms | p90 ms | p99 ms | max ms | errors | lost |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| system | clients | orders/s | p50 ms | p90 ms | p99 ms | max ms | errors | lost "
+        "| CPU us per order |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for system, measured in results.items():
         for run in measured["runs"]:  # type: ignore[attr-defined]
@@ -132,8 +158,39 @@ def table(results: dict[str, dict[str, object]]) -> str:
             lines.append(
                 f"| {system} | {run['concurrency']} | {run['orders_per_second']:,.0f} "
                 f"| {latency['p50']:.2f} | {latency['p90']:.2f} | {latency['p99']:.2f} "
-                f"| {latency['max']:.2f} | {errors} | {lost} |"
+                f"| {latency['max']:.2f} | {errors} | {lost} "
+                f"| {run['cpu_us_per_order']['all']:,} |"
             )
+    return "\n".join(lines)
+
+
+def ratios(results: dict[str, dict[str, object]]) -> str:
+    """microshop against the seed at each level, from the same run: above 1 is better."""
+    ours, seed = results["microshop"]["runs"], results[SEED]["runs"]  # type: ignore[index]
+    lines = [
+        "| clients | orders/s, microshop / seed | p50, seed / microshop | p99, seed / microshop "
+        "| CPU per order, seed / microshop |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for mine, theirs in zip(ours, seed, strict=True):
+        lines.append(
+            f"| {mine['concurrency']} "
+            f"| {mine['orders_per_second'] / theirs['orders_per_second']:.2f}x "
+            f"| {theirs['latency_ms']['p50'] / mine['latency_ms']['p50']:.2f}x "
+            f"| {theirs['latency_ms']['p99'] / mine['latency_ms']['p99']:.2f}x "
+            f"| {theirs['cpu_us_per_order']['all'] / mine['cpu_us_per_order']['all']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_by_service(results: dict[str, dict[str, object]]) -> str:
+    lines = ["| system | clients | CPU us per order, by process |", "| --- | ---: | --- |"]
+    for system, measured in results.items():
+        for run in measured["runs"]:  # type: ignore[attr-defined]
+            shares = ", ".join(
+                f"{name} {value:,}" for name, value in run["cpu_us_per_order"].items()
+            )
+            lines.append(f"| {system} | {run['concurrency']} | {shares} |")
     return "\n".join(lines)
 
 
@@ -175,8 +232,11 @@ def main() -> None:
 
     results = {"microshop": measure_microshop(levels, options.duration, options.memory_orders)}
     if options.seed_dir:
-        results["seed (Node.js)"] = measure_seed(options.seed_dir, levels, options.duration)
+        results[SEED] = measure_seed(options.seed_dir, levels, options.duration)
     results_table = table(results)
+    if SEED in results:
+        results_table += "\n\nIn the same run, against the seed:\n\n" + ratios(results)
+    results_table += "\n\n" + cpu_by_service(results)
     print(results_table)
     memory = results["microshop"]["memory_mb_after_orders"]
     print("resident memory (MB) after", options.memory_orders, "more orders:", memory)
