@@ -5,10 +5,13 @@ import logging
 import time
 from types import FrameType
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from microshop.common.app import Service
+from microshop.common.errors import Problem
 from microshop.common.logs import configure_logging
 from microshop.common.settings import Settings
 from microshop.services import ServiceSpec
@@ -47,6 +50,25 @@ class GracefulServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, whose answer to a request it cannot even parse is
+    problem+json too, like every other error of the shop."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps(Problem(400, msg).to_dict())
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: application/problem+json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
 def build_app(spec: ServiceSpec, settings: Settings) -> Starlette:
     module = importlib.import_module(spec.module)
     app: Starlette = module.create(settings)
@@ -68,7 +90,7 @@ def run(app: Starlette, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -1,6 +1,8 @@
 """The shop's contract, driven over HTTP against four real processes started by `microshop up`."""
 
 import asyncio
+import json
+import socket
 import uuid
 
 import httpx
@@ -285,3 +287,25 @@ def test_request_id_is_returned_and_made_when_absent(gateway: httpx.Client) -> N
 
     assert given.headers["x-request-id"] == "trace-me-123"
     assert len(made.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize("service", ["api-gateway", "db"])
+def test_a_request_that_cannot_be_parsed_gets_a_problem(shop: RunningShop, service: str) -> None:
+    """The HTTP parser's own 400 was text/plain."""
+    with socket.create_connection(("127.0.0.1", shop.ports[service]), timeout=10) as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["status"] == 400
+
+
+def test_a_wrong_method_lists_every_method_of_the_path(gateway: httpx.Client) -> None:
+    """Starlette listed only the first route's methods (`HEAD, GET`), though POST works too."""
+    response = gateway.put("/orders", json=ORDER)
+
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}

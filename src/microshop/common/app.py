@@ -24,7 +24,7 @@ from microshop.common.middleware import (
     InternalAuthMiddleware,
     RequestContextMiddleware,
 )
-from microshop.common.openapi import build_openapi, docs_page
+from microshop.common.openapi import build_openapi, docs_page, share_allowed_methods
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 from microshop.common.tracing import Tracer
@@ -85,6 +85,7 @@ class Service:
 
 def create_app(service: Service) -> Starlette:
     own_routes = list(service.routes())
+    share_allowed_methods(own_routes)
     spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes)
     page = docs_page(spec)
 

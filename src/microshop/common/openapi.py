@@ -7,7 +7,9 @@ from typing import Any, is_typeddict
 
 from pydantic import BaseModel, TypeAdapter
 from starlette.convertors import Convertor, IntegerConvertor
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -45,6 +47,25 @@ class ApiRoute(Route):
         self.query = query
         self.responses = responses or {200: None}
         self.header_names = headers
+        self.allowed_methods = set(self.methods or ())
+        """Every method its path answers, across the routes that share it: what a 405 lists."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette's own 405 lists only this route's methods, not those of its path's others.
+        if self.methods and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.allowed_methods))
+            raise HTTPException(status_code=405, headers={"Allow": allow})
+        await self.app(scope, receive, send)
+
+
+def share_allowed_methods(routes: Sequence[BaseRoute]) -> None:
+    """Gives each `ApiRoute` the methods of every route on its path."""
+    by_path: dict[str, set[str]] = {}
+    api_routes = [route for route in routes if isinstance(route, ApiRoute)]
+    for route in api_routes:
+        by_path.setdefault(route.path, set()).update(route.methods or ())
+    for route in api_routes:
+        route.allowed_methods = by_path[route.path]
 
 
 def schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
