@@ -3,6 +3,7 @@ taken, by a second `microshop up` or by anything else."""
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,19 @@ def run_up(base_port: int, directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
 
+def ready_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " | " in line and "ready on port" in line]
+
+
 def test_start_up_is_quiet(shop: RunningShop) -> None:
     """While the four start, each once the ones it calls are up: every service says it is ready
     once, and none warns about peers that are not there yet."""
+    deadline = time.monotonic() + 10  # the last service's line may still be on its way
+    while len(ready_lines(shop.output())) < len(SERVICES) and time.monotonic() < deadline:
+        time.sleep(0.1)
     start_up = shop.output()  # what the shop printed so far; this module asks nothing else of it
     lines = [line for line in start_up.splitlines() if " | " in line]
-    ready = [line.split(" | ")[0].strip() for line in lines if "ready on port" in line]
+    ready = [line.split(" | ")[0].strip() for line in ready_lines(start_up)]
     assert sorted(ready) == sorted(SERVICES), start_up
     assert not [line for line in lines if '"level":"info"' not in line], start_up
 
