@@ -1,6 +1,9 @@
 """Our order-service's settlement sweep over the seed's db, which has no statuses, ignores paging
 and filters, and records every charge it is sent: pending orders are charged once, later, and
-never again however often the sweep runs."""
+never again however often the sweep runs.
+
+Behind the seed's payment-service, which records whatever it is sent as well, the sweep is the
+only guard; behind ours, the decline is ours too."""
 
 import time
 from collections import Counter
@@ -10,8 +13,8 @@ import httpx
 import pytest
 
 from microshop.ports import free_port
-from tests.seed.processes import fixed_ports_lock, start_seed
-from tests.shops import start_service
+from tests.seed.processes import fixed_ports_lock, seed_port, start_seed
+from tests.shops import ServiceProcess, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +26,28 @@ SWEEP_SETTINGS = {
 }
 """Ten sweeps a second; placing an order then takes at most 2 s, the grace before a sweep takes
 an order without a transaction."""
+PRICES = (5, 20000, 7)
 
 
 def transactions_per_order(db: str) -> Counter[int]:
     return Counter(transaction["orderId"] for transaction in httpx.get(db + "/transactions").json())
 
 
-def test_pending_orders_are_charged_once_when_payment_returns(tmp_path: Path) -> None:
+def start_payments(side: str, db: ServiceProcess, port: int, directory: Path) -> ServiceProcess:
+    if side == "seed":
+        return start_seed("payment-service", directory, [f"127.0.0.1:{db.port}"], port)
+    environment = {"MICROSHOP_DB_SERVICE_URL": db.url, **SWEEP_SETTINGS}
+    return start_service("payment-service", directory, environment, port=port)
+
+
+@pytest.mark.parametrize("payments_side", ["seed", "ours"])
+def test_pending_orders_are_charged_once_when_payment_returns(
+    tmp_path: Path, payments_side: str
+) -> None:
     with fixed_ports_lock():  # the real original, when MICROSHOP_SEED_DIR names it, is on 3004
         db = start_seed("db", tmp_path, [])
-        payment_port = free_port()  # nothing listens there yet: payment-service is down
+        # Nothing listens there yet: payment-service is down.
+        payment_port = seed_port("payment-service") if payments_side == "seed" else free_port()
         orders = start_service(
             "order-service",
             tmp_path,
@@ -48,32 +63,28 @@ def test_pending_orders_are_charged_once_when_payment_returns(tmp_path: Path) ->
                     orders.url + "/orders",
                     json={"item": "mug", "price": price, "customer": "Eve"},
                 )
-                for price in (5, 20000, 7)
+                for price in PRICES
             ]
             assert [answer.status_code for answer in placed] == [202, 202, 202]
             assert transactions_per_order(db.url) == Counter()
             started = time.monotonic()
 
-            payments = start_service(
-                "payment-service",
-                tmp_path,
-                {"MICROSHOP_DB_SERVICE_URL": db.url, **SWEEP_SETTINGS},
-                port=payment_port,
-            )
+            payments = start_payments(payments_side, db, payment_port, tmp_path)
             try:
-                while len(charged := transactions_per_order(db.url)) < 3:
+                while len(charged := transactions_per_order(db.url)) < len(PRICES):
                     assert time.monotonic() - started < 15, orders.output()[-3000:]
                     time.sleep(0.1)
                 time.sleep(1.5)  # some fifteen sweeps more, each reading the whole list again
 
                 assert transactions_per_order(db.url) == Counter({1: 1, 2: 1, 3: 1})
-                listed = httpx.get(payments.url + "/transactions").json()
-                assert {entry["orderId"]: entry["success"] for entry in listed} == {
-                    1: True,
-                    2: False,  # above 10,000: our payment-service's rule, not the seed's db
-                    3: True,
-                }
                 assert charged == transactions_per_order(db.url)
+                if payments_side == "ours":
+                    listed = httpx.get(payments.url + "/transactions").json()
+                    assert {entry["orderId"]: entry["success"] for entry in listed} == {
+                        1: True,
+                        2: False,  # above 10,000: our payment-service's rule, not the seed's db
+                        3: True,
+                    }
             finally:
                 payments.stop()
             assert db.process.poll() is None

@@ -69,9 +69,11 @@ def launch(name: str, port: int, command: list[str], cwd: Path, logs: Path) -> S
     return service
 
 
-def start_stand_in(name: str, logs: Path, peers: Sequence[str]) -> ServiceProcess:
-    """A stand-in of one seed service on a free port, told its peers' `host:port`."""
-    port = free_port()
+def start_stand_in(
+    name: str, logs: Path, peers: Sequence[str], port: int | None = None
+) -> ServiceProcess:
+    """A stand-in of one seed service on `port` (or a free one), told its peers' `host:port`."""
+    port = port or free_port()
     command = [sys.executable, "-m", "tests.seed", name, "--port", str(port), *peers]
     return launch(name, port, command, REPOSITORY, logs)
 
@@ -84,9 +86,17 @@ def start_original(name: str, original: Path, logs: Path, peers: Sequence[str]) 
     return launch(name, port, ["node", "app.js", *peers], original / name, logs)
 
 
-def start_seed(name: str, logs: Path, peers: Sequence[str]) -> ServiceProcess:
-    """The original when MICROSHOP_SEED_DIR names it, else a stand-in."""
+def seed_port(name: str) -> int:
+    """Where `start_seed` will put the service: the original's fixed port, or a free one."""
+    return SEED_PORTS[name] if original_directory() is not None else free_port()
+
+
+def start_seed(
+    name: str, logs: Path, peers: Sequence[str], port: int | None = None
+) -> ServiceProcess:
+    """The original when MICROSHOP_SEED_DIR names it (on its fixed port), else a stand-in (on
+    `port`, or a free one)."""
     original = original_directory()
     if original is None:
-        return start_stand_in(name, logs, peers)
+        return start_stand_in(name, logs, peers, port)
     return start_original(name, original, logs, peers)
