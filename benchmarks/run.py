@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -144,23 +145,27 @@ def measure_seed(seed_dir: Path, levels: list[int], seconds: float) -> dict[str,
     return {"runs": runs}
 
 
+def each_run(results: dict[str, dict[str, object]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every run of the benchmark with the system it loaded, in order."""
+    return [(system, run) for system, measured in results.items() for run in measured["runs"]]  # type: ignore[attr-defined]
+
+
 def table(results: dict[str, dict[str, object]]) -> str:
     lines = [
         "| system | clients | orders/s | p50 ms | p90 ms | p99 ms | max ms | errors | lost "
         "| CPU us per order |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
-    for system, measured in results.items():
-        for run in measured["runs"]:  # type: ignore[attr-defined]
-            latency = run["latency_ms"]
-            errors = ", ".join(f"{kind}: {count}" for kind, count in run["errors"].items()) or "0"
-            lost = run["lost"] if system == "microshop" else "n/a"
-            lines.append(
-                f"| {system} | {run['concurrency']} | {run['orders_per_second']:,.0f} "
-                f"| {latency['p50']:.2f} | {latency['p90']:.2f} | {latency['p99']:.2f} "
-                f"| {latency['max']:.2f} | {errors} | {lost} "
-                f"| {run['cpu_us_per_order']['all']:,} |"
-            )
+    for system, run in each_run(results):
+        latency = run["latency_ms"]
+        errors = ", ".join(f"{kind}: {count}" for kind, count in run["errors"].items()) or "0"
+        lost = run["lost"] if system == "microshop" else "n/a"
+        lines.append(
+            f"| {system} | {run['concurrency']} | {run['orders_per_second']:,.0f} "
+            f"| {latency['p50']:.2f} | {latency['p90']:.2f} | {latency['p99']:.2f} "
+            f"| {latency['max']:.2f} | {errors} | {lost} "
+            f"| {run['cpu_us_per_order']['all']:,} |"
+        )
     return "\n".join(lines)
 
 
@@ -185,12 +190,9 @@ def ratios(results: dict[str, dict[str, object]]) -> str:
 
 def cpu_by_service(results: dict[str, dict[str, object]]) -> str:
     lines = ["| system | clients | CPU us per order, by process |", "| --- | ---: | --- |"]
-    for system, measured in results.items():
-        for run in measured["runs"]:  # type: ignore[attr-defined]
-            shares = ", ".join(
-                f"{name} {value:,}" for name, value in run["cpu_us_per_order"].items()
-            )
-            lines.append(f"| {system} | {run['concurrency']} | {shares} |")
+    for system, run in each_run(results):
+        shares = ", ".join(f"{name} {value:,}" for name, value in run["cpu_us_per_order"].items())
+        lines.append(f"| {system} | {run['concurrency']} | {shares} |")
     return "\n".join(lines)
 
 
