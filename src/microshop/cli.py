@@ -14,10 +14,11 @@ from rich.table import Table
 
 from microshop import __version__
 from microshop.bench import progress_bar, run_bench
+from microshop.chaos import chaos_app
 from microshop.common.settings import ConfigurationError, Storage, load_settings
+from microshop.load import parse_mix, run_with_display
 from microshop.sandbox import SandboxError
 from microshop.sandbox.blueprint import load_launches
-from microshop.sandbox.cli import sandbox_app
 from microshop.server import serve
 from microshop.services import SERVICES, resolve
 from microshop.services.db.repository import StorageUnavailable
@@ -78,7 +79,7 @@ def serve_command(
 
 db_app = typer.Typer(help="The db service's storage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(chaos_app, name="chaos")
 
 
 @db_app.command("migrate")
@@ -140,6 +141,31 @@ def bench_command(
         json_file.write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
     if result.lost:
         fail(f"{result.lost} acknowledged orders are missing from the list", code=1)
+
+
+@app.command("load")
+def load_command(
+    url: Annotated[str, typer.Option(help="The gateway to visit.")] = "http://127.0.0.1:3000",
+    rate: Annotated[float, typer.Option(help="Visits started per second.", min=0.01)] = 5.0,
+    duration: Annotated[
+        float, typer.Option(help="Seconds to run; 0 runs until stopped.", min=0)
+    ] = 0.0,
+    mix: Annotated[
+        str, typer.Option(help="Weight of each flow: browse, place (an order), view (one order).")
+    ] = "browse=3,place=2,view=2",
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
+    ] = None,
+) -> None:
+    """Visit the shop at a steady rate until stopped: traffic for dashboards and chaos."""
+    try:
+        flows = parse_mix(mix)
+    except ValueError as error:
+        fail(f"--mix: {error}", code=USAGE_ERROR)
+    report = uvloop.run(run_with_display(url, rate, duration, flows, console))
+    console.print(report.table(rate))
+    if json_file is not None:
+        json_file.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
 
 
 ANSI_COLORS = {"cyan": 36, "magenta": 35, "yellow": 33, "green": 32}

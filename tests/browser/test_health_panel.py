@@ -8,6 +8,7 @@ import os
 import re
 import signal
 
+import httpx
 import pytest
 
 from microshop import __version__
@@ -69,3 +70,29 @@ def test_a_stopped_service_is_shown_down_and_its_orders_are_paid_later(
     expect(payment).to_have_attribute("data-state", "up")
     # Nobody reloads: the list shows the order paid once order-service has settled it.
     expect(order.locator(".badge")).to_have_text("paid", timeout=30_000)
+
+
+def test_faults_switched_on_at_run_time_are_shown_until_cleared(
+    visit: Visit, shop: RunningShop
+) -> None:
+    page = visit.open()
+    payment = page.locator('#health-list li[data-service="payment-service"]')
+    expect(payment).to_have_attribute("data-state", "up")
+    expect(payment.locator(".faults")).to_have_count(0)
+    admin = shop.url("payment-service") + "/admin/faults"
+
+    switched = httpx.put(admin, json={"error_rate": 0.5, "latency_seconds": 0.05})
+    assert switched.status_code == 200, switched.text
+    try:
+        expect(payment.locator(".faults")).to_have_text(
+            "Faults on: 0.05 s fixed latency, 50% answered 503."
+        )
+        expect(page.locator("#health-summary")).to_have_text(
+            "All 4 services are up. Faults on: payment-service."
+        )
+        screenshot(page, "storefront-faults-on")
+    finally:
+        assert httpx.delete(admin).status_code == 200
+
+    expect(payment.locator(".faults")).to_have_count(0)
+    expect(page.locator("#health-summary")).to_have_text("All 4 services are up.")

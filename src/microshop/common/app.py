@@ -18,6 +18,13 @@ from starlette.routing import BaseRoute, Route
 
 from microshop import __version__
 from microshop.common.errors import EXCEPTION_HANDLERS, ExceptionHandler, Problem
+from microshop.common.faults import (
+    HEALTHY,
+    FaultAdmin,
+    FaultInjectionMiddleware,
+    Faults,
+    FaultSwitch,
+)
 from microshop.common.http_client import HttpSession, ServiceClient
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.middleware import (
@@ -38,12 +45,15 @@ class Service:
     name: str = "service"
     public: bool = False
     """Public services never ask for the internal token; the others do when one is configured."""
+    has_storage: bool = False
+    """Whether the slow-storage fault applies: only db keeps data."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
         self.tracer = Tracer(self.name)
         self.http = HttpSession(settings, self.metrics, self.tracer)
+        self.faults = FaultSwitch(self.name, self.metrics, self.has_storage, self.initial_faults())
         self.draining = False
 
     def routes(self) -> Sequence[BaseRoute]:
@@ -56,6 +66,10 @@ class Service:
     def middleware(self) -> Sequence[Middleware]:
         """Middleware of this service only, inside the shared ones."""
         return ()
+
+    def initial_faults(self) -> Faults:
+        """The faults switched on at start-up; none unless a service reads a setting for them."""
+        return HEALTHY
 
     async def start(self) -> None:
         await self.http.open()
@@ -80,7 +94,10 @@ class Service:
         if self.draining:
             raise Problem(503, f"{self.name} is shutting down.")
         await self.check_ready()
-        return JSONResponse({"status": "ready", "service": self.name, "version": __version__})
+        answer: dict[str, Any] = {"status": "ready", "service": self.name, "version": __version__}
+        if self.faults.faults.active:  # shown on the storefront's status panel
+            answer["faults"] = self.faults.faults.model_dump(mode="json")
+        return JSONResponse(answer)
 
 
 def create_app(service: Service) -> Starlette:
@@ -114,6 +131,8 @@ def create_app(service: Service) -> Starlette:
         *own_routes,
     ]
     settings = service.settings
+    token = None if settings.internal_token is None else settings.internal_token.get_secret_value()
+    routes += FaultAdmin(service.faults, token).routes()
     middleware = [
         Middleware(
             RequestContextMiddleware,
@@ -122,9 +141,9 @@ def create_app(service: Service) -> Starlette:
             draining=lambda: service.draining,
         )
     ]
-    if settings.internal_token is not None and not service.public:
-        token = settings.internal_token.get_secret_value()
+    if token is not None and not service.public:
         middleware.append(Middleware(InternalAuthMiddleware, token=token))
+    middleware.append(Middleware(FaultInjectionMiddleware, switch=service.faults))
     middleware.extend(service.middleware())
     app = Starlette(
         routes=routes,

@@ -1,9 +1,7 @@
 """ASGI middleware: what every request needs (request id, metrics, access log) and internal auth."""
 
-import asyncio
 import hmac
 import logging
-import random
 import time
 from collections.abc import Callable
 
@@ -132,26 +130,3 @@ class InternalAuthMiddleware(BearerTokenMiddleware):
         super().__init__(
             app, token, QUIET_PATHS, "This service accepts only calls from the shop's own services."
         )
-
-
-class FaultInjectionMiddleware:
-    """For demos and tests only: slows down and fails a share of requests, probes excepted."""
-
-    def __init__(self, app: ASGIApp, latency: float, failure_rate: float) -> None:
-        self.app = app
-        self.latency = latency
-        self.failure_rate = failure_rate
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in QUIET_PATHS:
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if random.random() < self.failure_rate:
-                problem = Problem(
-                    503,
-                    "Failure injected by MICROSHOP_PAYMENT_FAULT_FAILURE_RATE.",
-                    headers={"Retry-After": "1"},
-                )
-                await problem_response(problem, Request(scope))(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

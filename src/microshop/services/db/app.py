@@ -37,6 +37,7 @@ from microshop.services.db.repository import (
     AmountMismatch,
     IdempotencyKeyReused,
     OrderNotFound,
+    SlowedRepository,
     StorageUnavailable,
 )
 from microshop.services.db.storage import open_repository
@@ -56,10 +57,13 @@ async def _storage_unavailable(request: Request, error: Exception) -> Response:
 
 class DbService(Service):
     name = "db"
+    has_storage = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.repository = open_repository(settings)
+        self.repository = SlowedRepository(
+            open_repository(settings), self.faults.before_storage_call
+        )
 
     async def start(self) -> None:
         await super().start()

@@ -7,6 +7,7 @@ and the unique `order_id` makes a second payment for the same order impossible.
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -110,3 +111,45 @@ class Repository(Protocol):
         self, order_id: int, success: bool, amount_cents: int | None
     ) -> Created[Transaction]:
         """Records the payment and settles its order at most once; a repeat returns the first."""
+
+
+class SlowedRepository:
+    """A repository whose every call first waits `before_call`: the db's slow-storage fault."""
+
+    def __init__(self, inner: Repository, before_call: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._before_call = before_call
+
+    async def migrate(self) -> None:
+        await self._inner.migrate()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def ping(self) -> None:
+        await self._before_call()
+        await self._inner.ping()
+
+    async def create_order(
+        self, order: OrderCreate, idempotency_key: str | None
+    ) -> Created[OrderWithTransaction]:
+        await self._before_call()
+        return await self._inner.create_order(order, idempotency_key)
+
+    async def get_order(self, order_id: int) -> OrderWithTransaction:
+        await self._before_call()
+        return await self._inner.get_order(order_id)
+
+    async def list_orders(self, query: OrderListQuery) -> list[Order]:
+        await self._before_call()
+        return await self._inner.list_orders(query)
+
+    async def list_transactions(self, query: ListQuery) -> list[Transaction]:
+        await self._before_call()
+        return await self._inner.list_transactions(query)
+
+    async def record_transaction(
+        self, order_id: int, success: bool, amount_cents: int | None
+    ) -> Created[Transaction]:
+        await self._before_call()
+        return await self._inner.record_transaction(order_id, success, amount_cents)

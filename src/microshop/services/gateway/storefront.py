@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from microshop import __version__
 from microshop.common.app import Service
 from microshop.common.errors import Problem
+from microshop.common.faults import Faults
 from microshop.common.http_client import ServiceClient
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import PAGE_HEADERS, JSONResponse
@@ -39,6 +40,7 @@ Check = Callable[[], Awaitable["Readiness"]]
 class Readiness:
     version: str | None
     health_endpoint: bool = True
+    faults: Faults | None = None
 
 
 class ServiceHealth(BaseModel):
@@ -56,12 +58,16 @@ class ServiceHealth(BaseModel):
         description="False for a service without /readyz (the seed's): it is up while it answers "
         "HTTP at all.",
     )
+    faults: Faults | None = Field(
+        default=None, description="The faults switched on in the service (/admin/faults), if any."
+    )
 
 
 class ServiceIdentity(BaseModel):
     """What this page reads of a service's /readyz answer."""
 
     version: str | None = None
+    faults: Faults | None = None
 
 
 class ShopStatus(BaseModel):
@@ -89,6 +95,7 @@ async def _probe(service: str, check: Check) -> ServiceHealth:
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
         error=error,
         health_endpoint=readiness.health_endpoint,
+        faults=readiness.faults,
     )
 
 
@@ -101,7 +108,8 @@ def _readyz_of(client: ServiceClient) -> Check:
         if answer.route_missing:  # no health endpoint of its own, but it answers: it is up
             return Readiness(version=None, health_endpoint=False)
         answer.raise_for_problem()
-        return Readiness(version=answer.read(ServiceIdentity).version)
+        identity = answer.read(ServiceIdentity)
+        return Readiness(version=identity.version, faults=identity.faults)
 
     return check
 
@@ -127,7 +135,7 @@ class Storefront:
                 "/status",
                 self.status,
                 methods=["GET"],
-                summary="Readiness, version and latency of each of the four services.",
+                summary="Readiness, version, latency and faults of each of the four services.",
                 responses={200: ShopStatus},
             ),
         ]
@@ -139,7 +147,8 @@ class Storefront:
         async def own_readiness() -> Readiness:
             # The gateway's own /readyz, asked in process: it needs no address for itself.
             await self.gateway.readyz(request)
-            return Readiness(version=__version__)
+            faults = self.gateway.faults.faults
+            return Readiness(version=__version__, faults=faults if faults.active else None)
 
         checks: list[tuple[str, Check]] = [(self.gateway.name, own_readiness)]
         checks += [(client.target, _readyz_of(client)) for client in self.others]

@@ -6,15 +6,14 @@ from decimal import Decimal
 
 from prometheus_client import Counter
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
 from microshop.common.errors import Problem
+from microshop.common.faults import Faults
 from microshop.common.inputs import order_not_found, read_model, read_query
-from microshop.common.middleware import FaultInjectionMiddleware
 from microshop.common.models import (
     ListQuery,
     ReceivedOrders,
@@ -47,15 +46,12 @@ class PaymentService(Service):
             "payments", "Payments recorded, by result.", ["result"], registry=self.metrics.registry
         )
 
-    def middleware(self) -> Sequence[Middleware]:
-        latency = self.settings.payment_fault_latency
-        failure_rate = self.settings.payment_fault_failure_rate
-        if not (latency or failure_rate):
-            return ()
-        logger.warning(
-            "fault injection on: %g s latency, %g%% failures", latency, failure_rate * 100
+    def initial_faults(self) -> Faults:
+        # The start-up variables of the first demos, kept: faults can also change at run time.
+        return Faults(
+            latency_seconds=self.settings.payment_fault_latency,
+            error_rate=self.settings.payment_fault_failure_rate,
         )
-        return [Middleware(FaultInjectionMiddleware, latency=latency, failure_rate=failure_rate)]
 
     def routes(self) -> Sequence[BaseRoute]:
         return [

@@ -264,6 +264,18 @@ function latency(ms) {
   return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
 }
 
+/** The faults switched on in a service, in words, as `microshop chaos show` prints them. */
+function faultsText(faults) {
+  const parts = [];
+  if (faults.latency_seconds)
+    parts.push(`${faults.latency_seconds} s ${faults.latency_distribution} latency`);
+  if (faults.error_rate)
+    parts.push(`${Math.round(faults.error_rate * 100)}% answered ${faults.error_status}`);
+  if (faults.storage_latency_seconds)
+    parts.push(`${faults.storage_latency_seconds} s slower storage`);
+  return `Faults on: ${parts.join(", ")}.`;
+}
+
 function serviceItem(service) {
   const item = document.createElement("li");
   item.dataset.service = service.service;
@@ -281,6 +293,12 @@ function serviceItem(service) {
       ? `${identity}, ${latency(service.latency_ms)}`
       : `After ${latency(service.latency_ms)}: ${service.error}`;
   item.append(name, badge(service.state, service.state), detail);
+  if (service.faults) {
+    const faults = document.createElement("span");
+    faults.className = "faults";
+    faults.textContent = faultsText(service.faults);
+    item.append(faults);
+  }
   return item;
 }
 
@@ -289,8 +307,11 @@ async function loadHealth() {
     const { services } = await (await call("status")).json();
     healthList.replaceChildren(...services.map(serviceItem));
     const down = services.filter((service) => service.state !== "up").map((s) => s.service);
-    if (down.length === 0) say(healthSummary, `All ${services.length} services are up.`, "up");
-    else say(healthSummary, `Down: ${down.join(", ")}.`, "down");
+    const faulty = services.filter((service) => service.faults).map((s) => s.service);
+    const faultNote = faulty.length ? ` Faults on: ${faulty.join(", ")}.` : "";
+    if (down.length === 0)
+      say(healthSummary, `All ${services.length} services are up.${faultNote}`, "up");
+    else say(healthSummary, `Down: ${down.join(", ")}.${faultNote}`, "down");
     healthChecked.textContent = `Checked at ${new Date().toLocaleTimeString()}.`;
   } catch (error) {
     say(healthSummary, `The gateway did not report: ${error.message}`, "down");
