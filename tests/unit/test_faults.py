@@ -1,5 +1,6 @@
-"""The fault switch's rules that a single machine cannot show with real processes: who may change
-faults when no token is set, and what the latency distributions draw."""
+"""The fault switch's rules that one machine cannot show with real processes: who may change faults
+from another machine, and what the latency distributions draw. (The apps are driven without their
+lifespan: `/admin/faults` needs neither storage nor peers.)"""
 
 import statistics
 from pathlib import Path
@@ -9,23 +10,46 @@ from starlette.testclient import TestClient
 
 from microshop.common.faults import Faults, LatencyDistribution
 from microshop.common.settings import Settings
-from microshop.services.gateway.app import create
+from microshop.services.db.app import create as create_db
+from microshop.services.gateway.app import create as create_gateway
+
+TOKEN = "a-token-long-enough-for-the-rule"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+BREAK = {"error_rate": 1}
 
 
 @pytest.mark.parametrize("client_address", ["203.0.113.7", "10.1.2.3", "::ffff:198.51.100.1"])
 def test_without_a_token_only_callers_on_the_same_machine_may_change_faults(
     tmp_path: Path, client_address: str
 ) -> None:
-    app = create(Settings(data_dir=tmp_path))
-    with TestClient(app, client=(client_address, 40000)) as visitor:
-        refused = visitor.put("/admin/faults", json={"error_rate": 1})
-        assert refused.status_code == 403
-        assert refused.headers["content-type"] == "application/problem+json"
-        assert visitor.get("/admin/faults").status_code == 403
+    app = create_db(Settings(data_dir=tmp_path, storage="memory"))
+    visitor = TestClient(app, client=(client_address, 40000))
+    refused = visitor.put("/admin/faults", json=BREAK)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert visitor.get("/admin/faults").status_code == 403
     assert not app.state.service.faults.faults.active
-    with TestClient(app, client=("127.0.0.1", 40000)) as local:
-        assert local.put("/admin/faults", json={"error_rate": 1}).status_code == 200
+
+    local = TestClient(app, client=("127.0.0.1", 40000))
+    assert local.put("/admin/faults", json=BREAK).status_code == 200
     assert app.state.service.faults.faults.error_rate == 1
+
+
+def test_with_a_token_internal_services_take_it_from_anywhere(tmp_path: Path) -> None:
+    app = create_db(Settings(data_dir=tmp_path, storage="memory", internal_token=TOKEN))
+    peer = TestClient(app, client=("10.1.2.3", 40000))
+    assert peer.put("/admin/faults", json=BREAK).status_code == 401
+    assert peer.put("/admin/faults", json=BREAK, headers=AUTHORIZED).status_code == 200
+
+
+def test_the_public_gateway_never_takes_faults_from_another_machine(tmp_path: Path) -> None:
+    app = create_gateway(Settings(data_dir=tmp_path, internal_token=TOKEN))
+    visitor = TestClient(app, client=("203.0.113.7", 40000))
+    assert visitor.put("/admin/faults", json=BREAK, headers=AUTHORIZED).status_code == 403
+
+    local = TestClient(app, client=("127.0.0.1", 40000))
+    assert local.put("/admin/faults", json=BREAK).status_code == 401
+    assert local.put("/admin/faults", json=BREAK, headers=AUTHORIZED).status_code == 200
 
 
 @pytest.mark.parametrize(

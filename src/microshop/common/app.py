@@ -132,7 +132,7 @@ def create_app(service: Service) -> Starlette:
     ]
     settings = service.settings
     token = None if settings.internal_token is None else settings.internal_token.get_secret_value()
-    routes += FaultAdmin(service.faults, token).routes()
+    routes += FaultAdmin(service.faults, token, service.public).routes()
     middleware = [
         Middleware(
             RequestContextMiddleware,
