@@ -86,7 +86,9 @@ class Service:
 def create_app(service: Service) -> Starlette:
     own_routes = list(service.routes())
     share_allowed_methods(own_routes)
-    spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes)
+    settings = service.settings
+    protected = settings.internal_token is not None and not service.public
+    spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes, protected=protected)
     page = docs_page(spec)
 
     async def openapi(request: Request) -> Response:
@@ -113,7 +115,6 @@ def create_app(service: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         *own_routes,
     ]
-    settings = service.settings
     middleware = [
         Middleware(
             RequestContextMiddleware,
@@ -122,7 +123,7 @@ def create_app(service: Service) -> Starlette:
             draining=lambda: service.draining,
         )
     ]
-    if settings.internal_token is not None and not service.public:
+    if protected and settings.internal_token is not None:
         token = settings.internal_token.get_secret_value()
         middleware.append(Middleware(InternalAuthMiddleware, token=token))
     middleware.extend(service.middleware())
