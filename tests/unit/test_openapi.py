@@ -1,7 +1,6 @@
 """The OpenAPI document says exactly what the services take: for generated inputs, its schemas
 (read by the validator schemathesis uses) and the services' own readers agree."""
 
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
