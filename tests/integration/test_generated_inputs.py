@@ -1,17 +1,18 @@
-"""Inputs generated from every service's own OpenAPI document: no 5xx, whatever arrives."""
+"""Inputs generated from every service's own OpenAPI document, under every check schemathesis has:
+valid input is taken and invalid refused, and each answer is what the document says."""
 
 from pathlib import Path
 
 import pytest
 
-from tests.generated_inputs import assert_no_server_error
+from tests.generated_inputs import assert_conforms
 from tests.shops import RunningShop
 
 SERVICES = ["api-gateway", "order-service", "payment-service", "db"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_no_generated_input_gets_a_server_error(
+def test_every_service_answers_as_its_openapi_document_says(
     shop: RunningShop, service: str, tmp_path: Path
 ) -> None:
-    assert_no_server_error(shop.url(service) + "/openapi.json", tmp_path, "--max-examples", "40")
+    assert_conforms(shop.url(service) + "/openapi.json", tmp_path, "--max-examples", "20")

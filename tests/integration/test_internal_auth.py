@@ -4,10 +4,12 @@ readiness and metrics excepted) while the gateway, public, sends it on every cal
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.generated_inputs import assert_conforms
 from tests.shops import RunningShop, start_shop
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
@@ -111,3 +113,17 @@ def test_the_token_never_reaches_the_logs(guarded_shop: RunningShop) -> None:
         assert gateway.post("/orders", json=ORDER).status_code == 201
 
     assert TOKEN not in guarded_shop.output()
+
+
+def test_a_guarded_service_documents_its_token_and_answers_as_documented(
+    guarded_shop: RunningShop, tmp_path: Path
+) -> None:
+    """Its document names the bearer token and a 401 on every operation; schemathesis's
+    `ignored_auth` check then calls each one without the token too."""
+    url = guarded_shop.url("payment-service") + "/openapi.json"
+    spec = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert spec["security"] == [{"internalToken": []}]
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            assert "401" in operation["responses"]
+    assert_conforms(url, tmp_path, "--header", f"Authorization: Bearer {TOKEN}", "-n", "5")

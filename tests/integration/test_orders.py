@@ -227,12 +227,35 @@ def test_unreadable_bodies_get_a_problem_answer(
     assert response.headers["content-type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "after=-1", "status=lost"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=1001", "limit=abc", "limit=5.0", "after=-1", "status=lost"]
+)
 def test_bad_list_queries_are_422(gateway: httpx.Client, query: str) -> None:
     response = gateway.get(f"/orders?{query}")
 
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("api-gateway", "/orders"),
+        ("order-service", "/orders"),
+        ("payment-service", "/transactions"),
+        ("db", "/transactions"),
+    ],
+)
+def test_an_unknown_query_parameter_is_a_400_that_names_it(
+    shop: RunningShop, service: str, path: str
+) -> None:
+    """A misspelt filter is refused, not ignored: ignored, it would answer every order."""
+    response = httpx.get(shop.url(service) + path + "?limit=1&costumer=Ann")
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    refused = [{"field": "costumer", "message": "Unknown query parameter"}]
+    assert response.json()["errors"] == refused
 
 
 async def test_concurrent_orders_get_distinct_ids_and_one_transaction_each(

@@ -30,12 +30,50 @@ def test_transaction_for_unknown_order_is_404(db: TestClient) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_wrong_amount_is_422(db: TestClient) -> None:
+def test_wrong_amount_is_a_409_conflict(db: TestClient) -> None:
+    """The body is valid; it is the order's price that it conflicts with."""
     order_id = db.post("/orders", json={"item": "a", "price": 1, "customer": "b"}).json()["order"][
         "id"
     ]
     response = db.post("/transactions", json={"orderId": order_id, "amount": 2})
-    assert response.status_code == 422
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("query", "named"), [("?costumer=Ann", "costumer"), ("?=1", ""), ("?limit=5&Limit=6", "Limit")]
+)
+def test_an_unknown_query_parameter_is_refused_by_name(
+    db: TestClient, query: str, named: str
+) -> None:
+    """A misspelt filter would otherwise answer every order as if it were applied."""
+    response = db.get("/orders" + query)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"] == [{"field": named, "message": "Unknown query parameter"}]
+    assert f'"{named}"' in response.json()["detail"]
+
+
+@pytest.mark.parametrize("limit", ["5.0", " 5", "+5", "1_0", "\u0665"])
+def test_a_query_number_is_ascii_digits(db: TestClient, limit: str) -> None:
+    assert db.get("/orders", params={"limit": limit}).status_code == 422
+    assert db.get("/transactions?after").status_code == 422
+    assert db.get("/orders", params={"limit": "05"}).status_code == 200
+
+
+def test_a_form_is_held_to_the_json_rules(db: TestClient) -> None:
+    """A form's "12" is the number 12 and "true" is true, but "1" is no boolean, in a form as
+    in JSON."""
+    order_id = db.post("/orders", json={"item": "a", "price": 1, "customer": "b"}).json()["order"][
+        "id"
+    ]
+    refused = db.post("/transactions", data={"orderId": str(order_id), "success": "1"})
+    assert refused.status_code == 422, refused.text
+    assert db.post("/transactions", json={"orderId": order_id, "success": 1}).status_code == 422
+    assert db.post("/transactions", json={"orderId": str(order_id)}).status_code == 422
+    taken = db.post("/transactions", data={"orderId": str(order_id), "success": "false"})
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["transaction"]["success"] is False
 
 
 def test_unknown_route_and_method_are_problems(db: TestClient) -> None:

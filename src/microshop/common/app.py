@@ -103,7 +103,9 @@ class Service:
 def create_app(service: Service) -> Starlette:
     own_routes = list(service.routes())
     share_allowed_methods(own_routes)
-    spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes)
+    settings = service.settings
+    protected = settings.internal_token is not None and not service.public
+    spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes, protected=protected)
     page = docs_page(spec)
 
     async def openapi(request: Request) -> Response:
@@ -130,7 +132,6 @@ def create_app(service: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         *own_routes,
     ]
-    settings = service.settings
     token = None if settings.internal_token is None else settings.internal_token.get_secret_value()
     routes += FaultAdmin(service.faults, token, service.public).routes()
     middleware = [
@@ -141,7 +142,7 @@ def create_app(service: Service) -> Starlette:
             draining=lambda: service.draining,
         )
     ]
-    if token is not None and not service.public:
+    if protected and token is not None:
         middleware.append(Middleware(InternalAuthMiddleware, token=token))
     middleware.append(Middleware(FaultInjectionMiddleware, switch=service.faults))
     middleware.extend(service.middleware())

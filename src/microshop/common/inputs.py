@@ -1,6 +1,8 @@
 """Reading what a client sends: bodies (bounded, JSON or form), query strings and path ids."""
 
-from typing import TypeVar
+import functools
+import json
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
@@ -13,6 +15,9 @@ from microshop.common.models import MAX_ORDER_ID
 MAX_BODY_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+MAX_DIGITS = 19
+"""As many as the largest id has."""
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -39,6 +44,34 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+@functools.cache
+def _form_types(model: type[BaseModel]) -> dict[str, str]:
+    """The fields of `model` that are JSON integers or booleans, whose text a form sends."""
+    types = {}
+    for name, field in model.model_json_schema()["properties"].items():
+        kinds = {field.get("type")} | {choice.get("type") for choice in field.get("anyOf", ())}
+        for kind in ("integer", "boolean"):
+            if kind in kinds:
+                types[name] = kind
+    return types
+
+
+def typed_form(model: type[BaseModel], fields: dict[str, str]) -> dict[str, Any]:
+    """A form's text read as the JSON values it stands for, so that a form and a JSON body are
+    held to the same rules: "12" is the integer 12 and "true" is true; other text stays text,
+    which such a field refuses."""
+    typed: dict[str, Any] = dict(fields)
+    for name, kind in _form_types(model).items():
+        text = fields.get(name)
+        if text is None:
+            continue
+        if kind == "integer" and text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS:
+            typed[name] = int(text)
+        elif kind == "boolean" and text in ("true", "false"):
+            typed[name] = text == "true"
+    return typed
+
+
 async def read_model(request: Request, model: type[ModelT]) -> ModelT:
     """The body as `model`: JSON (strictly typed) or a form (where every field is text)."""
     kind = media_type(request)
@@ -53,7 +86,7 @@ async def read_model(request: Request, model: type[ModelT]) -> ModelT:
                 )
             except UnicodeDecodeError:
                 raise Problem(400, "The form body is not valid UTF-8.") from None
-            return model.model_validate(fields)
+            return model.model_validate(typed_form(model, fields))
         return model.model_validate_json(body)
     except ValidationError as error:
         if error.errors()[0]["type"] == "json_invalid":
@@ -62,7 +95,20 @@ async def read_model(request: Request, model: type[ModelT]) -> ModelT:
 
 
 def read_query(request: Request, model: type[ModelT]) -> ModelT:
-    return model.model_validate(dict(request.query_params))
+    """The query string as `model`; a parameter it does not name is refused, not ignored, so that
+    a misspelt filter (`?costumer=Ann`) cannot pass for an answer to it."""
+    parameters = dict(request.query_params)
+    unknown = [name for name in parameters if name not in model.model_fields]
+    if unknown:
+        names = ", ".join(json.dumps(name) for name in unknown)
+        taken = ", ".join(model.model_fields)
+        raise Problem(
+            400,
+            f"Unknown query parameter {names}: this operation takes {taken}.",
+            title="Unknown query parameter",
+            errors=[{"field": name, "message": "Unknown query parameter"} for name in unknown],
+        )
+    return model.model_validate(parameters)
 
 
 class OrderIdConvertor(Convertor[int]):
@@ -70,7 +116,7 @@ class OrderIdConvertor(Convertor[int]):
     number is no route, so 404, rather than a server error (Python turns at most 4,300 digits into
     an int)."""
 
-    regex = "[0-9]{1,19}"
+    regex = f"[0-9]{{1,{MAX_DIGITS}}}"
 
     def convert(self, value: str) -> int:
         return int(value)
@@ -100,7 +146,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 def idempotency_key_from(request: Request) -> str | None:
     """The client's `Idempotency-Key`, if it sent a usable one; an empty header counts as none."""
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip(" \t")
     if not key:
         return None
     # ASCII only: other bytes in a header have no agreed encoding, and each hop would read

@@ -30,7 +30,7 @@ from microshop.common.models import (
     TransactionEnvelope,
     to_cents,
 )
-from microshop.common.openapi import ApiRoute
+from microshop.common.openapi import STORAGE_ERRORS, ApiRoute
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 from microshop.services.db.repository import (
@@ -88,6 +88,7 @@ class DbService(Service):
                 summary="List orders by id.",
                 query=OrderListQuery,
                 responses={200: list[Order]},
+                errors=STORAGE_ERRORS,
             ),
             ApiRoute(
                 "/orders",
@@ -97,6 +98,8 @@ class DbService(Service):
                 body=OrderCreate,
                 headers=[IDEMPOTENCY_HEADER],
                 responses={201: OrderWithTransaction, 200: OrderWithTransaction},
+                errors=STORAGE_ERRORS,
+                answer_headers=["Location"],
             ),
             ApiRoute(
                 "/orders/{order_id:order_id}",
@@ -104,6 +107,7 @@ class DbService(Service):
                 methods=["GET"],
                 summary="One order with its transaction.",
                 responses={200: OrderWithTransaction},
+                errors=STORAGE_ERRORS,
             ),
             ApiRoute(
                 "/transactions",
@@ -112,6 +116,7 @@ class DbService(Service):
                 summary="List transactions by id.",
                 query=ListQuery,
                 responses={200: list[Transaction]},
+                errors=STORAGE_ERRORS,
             ),
             ApiRoute(
                 "/transactions",
@@ -120,6 +125,11 @@ class DbService(Service):
                 summary="Record an order's payment and settle the order, at most once.",
                 body=TransactionCreate,
                 responses={201: TransactionEnvelope, 200: TransactionEnvelope},
+                errors={
+                    404: "The order does not exist.",
+                    409: "The amount is not the order's price.",
+                    **STORAGE_ERRORS,
+                },
             ),
         ]
 
@@ -175,8 +185,9 @@ class DbService(Service):
         except OrderNotFound:
             raise order_not_found(payment.order_id) from None
         except AmountMismatch:
+            # The body is valid; the order it names holds another price: a conflict with state.
             raise Problem(
-                422, f"The amount does not match the price of order {payment.order_id}."
+                409, f"The amount does not match the price of order {payment.order_id}."
             ) from None
         return JSONResponse(
             {"transaction": result.value},

@@ -28,7 +28,7 @@ from microshop.common.models import (
     ReceivedOrders,
     ReceivedPlacement,
 )
-from microshop.common.openapi import ApiRoute
+from microshop.common.openapi import DOWNSTREAM_ERRORS, ApiRoute
 from microshop.common.peers import order_by_id, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -56,6 +56,7 @@ class Gateway(Service):
                 summary="List orders with their payment status, a page at a time.",
                 query=OrderPageQuery,
                 responses={200: list[Order]},
+                errors=DOWNSTREAM_ERRORS,
             ),
             ApiRoute(
                 "/orders",
@@ -65,6 +66,8 @@ class Gateway(Service):
                 body=OrderCreate,
                 headers=[IDEMPOTENCY_HEADER],
                 responses={201: OrderWithTransaction, 202: OrderWithTransaction},
+                errors=DOWNSTREAM_ERRORS,
+                answer_headers=["Location", IDEMPOTENCY_HEADER],
             ),
             ApiRoute(
                 "/orders/{order_id:order_id}",
@@ -72,6 +75,7 @@ class Gateway(Service):
                 methods=["GET"],
                 summary="One order with its transaction.",
                 responses={200: OrderWithTransaction},
+                errors=DOWNSTREAM_ERRORS,
             ),
             *Storefront(self).routes(),
         ]

@@ -42,7 +42,7 @@ from microshop.common.models import (
     ReceivedPlacement,
     decimal_to_number,
 )
-from microshop.common.openapi import ApiRoute
+from microshop.common.openapi import DOWNSTREAM_ERRORS, ApiRoute
 from microshop.common.peers import order_by_id, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -103,6 +103,7 @@ class OrderService(Service):
                 summary="List orders by id.",
                 query=OrderListQuery,
                 responses={200: list[Order]},
+                errors=DOWNSTREAM_ERRORS,
             ),
             ApiRoute(
                 "/orders",
@@ -112,6 +113,8 @@ class OrderService(Service):
                 body=OrderCreate,
                 headers=[IDEMPOTENCY_HEADER],
                 responses={201: OrderWithTransaction, 202: OrderWithTransaction},
+                errors=DOWNSTREAM_ERRORS,
+                answer_headers=["Location"],
             ),
             ApiRoute(
                 "/orders/{order_id:order_id}",
@@ -119,6 +122,7 @@ class OrderService(Service):
                 methods=["GET"],
                 summary="One order with its transaction.",
                 responses={200: OrderWithTransaction},
+                errors=DOWNSTREAM_ERRORS,
             ),
         ]
 

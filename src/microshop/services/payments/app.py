@@ -25,7 +25,7 @@ from microshop.common.models import (
     TransactionEnvelope,
     decimal_to_number,
 )
-from microshop.common.openapi import ApiRoute
+from microshop.common.openapi import DOWNSTREAM_ERRORS, ApiRoute
 from microshop.common.peers import WHOLE_LIST, listed_order, transactions_by_order
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -62,6 +62,7 @@ class PaymentService(Service):
                 summary="List transactions by id.",
                 query=ListQuery,
                 responses={200: list[Transaction]},
+                errors=DOWNSTREAM_ERRORS,
             ),
             ApiRoute(
                 "/transactions",
@@ -70,6 +71,12 @@ class PaymentService(Service):
                 summary="Charge an order: decide, then record the decision at most once.",
                 body=TransactionCreate,
                 responses={201: TransactionEnvelope, 200: TransactionEnvelope},
+                errors={
+                    404: "The order does not exist.",
+                    409: "The amount is not the order's price.",
+                    422: "The order's price cannot be charged (a db that never validated it).",
+                    **DOWNSTREAM_ERRORS,
+                },
             ),
         ]
 
