@@ -46,12 +46,21 @@ def parse(raw: bytes, seconds: float) -> Answer:
     return Answer(int(status_line.split()[1]), headers, body, seconds)
 
 
+def receive(connection: socket.socket) -> bytes:
+    """What arrived next; `b""` once the server closed the connection, also when it closed it with
+    some of what was sent unread (a reset, after its answer)."""
+    try:
+        return connection.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
 def read_until_closed(connection: socket.socket, started: float, timeout: float) -> Answer:
     """Everything the server sends until it closes the connection; fails after `timeout`."""
     connection.settimeout(timeout)
     raw = b""
     try:
-        while chunk := connection.recv(65536):
+        while chunk := receive(connection):
             raw += chunk
     except TimeoutError:
         pytest.fail(f"the connection was still open after {timeout} s, having sent {raw[:200]!r}")
@@ -83,7 +92,7 @@ def assert_served(service: ServiceProcess) -> None:
     started = time.monotonic()
     assert httpx.post(service.url + "/orders", json=ORDER, timeout=5).status_code == 201
     assert httpx.get(service.url + "/orders", timeout=5).status_code == 200
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 2
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +156,7 @@ def test_slowloris_connections_get_408_and_are_closed_in_time(db: ServiceProcess
             raw = b""
             while time.monotonic() - started < HEADER_TIMEOUT + SLACK_SECONDS:
                 try:
-                    chunk = connection.recv(65536)
+                    chunk = receive(connection)
                 except TimeoutError:
                     with contextlib.suppress(OSError):  # closed: the answer is to be read
                         connection.sendall(b"X-Slow: 1\r\n")
