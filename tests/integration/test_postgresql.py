@@ -106,3 +106,68 @@ def test_db_answers_503_while_postgresql_restarts_then_recovers(
         assert len(httpx.get(db.url + "/orders", timeout=10).json()) == 2
     finally:
         assert db.stop() == 0
+
+
+async def test_a_postgresql_restart_under_load_answers_only_503_and_loses_nothing(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Queries in flight failed with "terminating connection due to administrator command"
+    (57P01), new connections with "the database system is shutting down" or "is starting up"
+    (57P03): 500s, which the gateway passed on as 502s."""
+    db = start_service("db", tmp_path, {"MICROSHOP_DATABASE_URL": postgres.create_database()})
+    placed: list[tuple[str, httpx.Response]] = []
+    read: list[httpx.Response] = []
+    restarted = asyncio.Event()
+
+    async def place_orders(client: httpx.AsyncClient) -> None:
+        while not restarted.is_set():
+            key = uuid.uuid4().hex
+            response = await client.post("/orders", json=ORDER, headers={"Idempotency-Key": key})
+            placed.append((key, response))
+
+    async def read_orders(client: httpx.AsyncClient) -> None:
+        while not restarted.is_set():
+            read.append(await client.get("/orders", params={"limit": "5"}))
+
+    try:
+        async with httpx.AsyncClient(base_url=db.url, timeout=30) as client:
+            load = [asyncio.create_task(place_orders(client)) for _ in range(6)]
+            load += [asyncio.create_task(read_orders(client)) for _ in range(2)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(postgres.stop)
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(postgres.start)
+            deadline = time.monotonic() + 20
+            while (await client.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, "db did not reconnect"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+            restarted.set()
+            await asyncio.gather(*load)
+
+            answers = [response for _, response in placed] + read
+            assert {response.status_code for response in answers} <= {200, 201, 503}, Counter(
+                (response.status_code, response.text[:200]) for response in answers
+            )
+            unavailable = [response for response in answers if response.status_code == 503]
+            assert unavailable, "the restart fell between requests: nothing was tested"
+            assert all(
+                response.headers["retry-after"] == "1"
+                and response.headers["content-type"] == "application/problem+json"
+                for response in unavailable
+            )
+            # Retrying what was refused stores each order once; what was acknowledged is kept.
+            for key, response in placed:
+                if response.status_code == 503:
+                    retried = await client.post(
+                        "/orders", json=ORDER, headers={"Idempotency-Key": key}
+                    )
+                    assert retried.status_code in (200, 201), retried.text
+        stored = all_pages(db.url + "/orders", {})
+        acknowledged = {
+            response.json()["order"]["id"] for _, response in placed if response.status_code == 201
+        }
+        assert acknowledged <= {order["id"] for order in stored}
+        assert len(stored) == len({key for key, _ in placed})
+    finally:
+        assert db.stop() == 0

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     shutdown_timeout: Annotated[int, Field(ge=1, le=600)] = 10
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 0.0
     """After SIGTERM: seconds of not-ready serving (with `Connection: close`) before stopping."""
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    """The most bytes a request's line and headers may take: more is answered `431`."""
+    max_headers: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """The most header fields a request may have: more is answered `431`."""
+    header_timeout: PositiveSeconds = 10.0
+    """Seconds a client has to send a request's line and headers (from connecting, or from the
+    request's first byte on a kept-alive connection): then `408`, and the connection is closed."""
+    body_timeout: PositiveSeconds = 30.0
+    """Seconds a client has to send a request's body once its headers arrived: then `408`."""
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """Connections one service process keeps open at most: a request on any further one is
+    answered `503` with `Retry-After`, and that connection closed."""
     settle_interval: PositiveSeconds = 5.0
     """Seconds between order-service's sweeps for pending orders; backs off while they fail."""
 

@@ -36,16 +36,27 @@ from microshop.services.db.repository import (
 )
 from microshop.services.db.tables import orders, transactions
 
+UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+"""SQLSTATEs (classes, or one code) of a server that cannot serve now but will: a connection
+exception, an operator's intervention (57P01 a connection ended by a shutdown, 57P03 shutting
+down or starting up: a restart or a failover), too many connections."""
+
+
+def _is_unavailable(error: DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return error.connection_invalidated or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Driver failures (refused, reset, timed out) become `StorageUnavailable`."""
+    """Driver failures (refused, reset, timed out, the server restarting) become
+    `StorageUnavailable`."""
     try:
         yield
     except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as error:
         raise StorageUnavailable(str(error).splitlines()[0]) from error
     except DBAPIError as error:
-        if error.connection_invalidated:
+        if _is_unavailable(error):
             raise StorageUnavailable(str(error).splitlines()[0]) from error
         raise
 
