@@ -80,3 +80,43 @@ def test_an_empty_or_short_internal_token_is_refused_at_start_up(token: str) -> 
     assert "MICROSHOP_INTERNAL_TOKEN: must be at least 16 characters" in result.stderr
     if token.strip():
         assert token not in result.stderr  # a secret, even a bad one, is never printed
+
+
+@pytest.mark.parametrize("token", ["", " ", "short"])
+def test_an_empty_or_short_service_token_is_refused_at_start_up(token: str) -> None:
+    result = run_cli("serve", "payment-service", MICROSHOP_SERVICE_TOKEN=token)
+    assert result.returncode == 2
+    assert "MICROSHOP_SERVICE_TOKEN: must be at least 16 characters" in result.stderr
+    if token.strip():
+        assert token not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [
+        "order-service=",
+        "order-service=" + "ab" * 31,
+        "shop=" + "ab" * 32,
+        "order-service=" + "zz" * 32,
+        "a-token-pasted-where-digests-go",
+    ],
+    ids=["no-digest", "short-digest", "unknown-service", "not-hex", "token"],
+)
+def test_bad_caller_digests_are_refused_at_start_up(digests: str) -> None:
+    result = run_cli("serve", "db", MICROSHOP_CALLER_DIGESTS=digests)
+    assert result.returncode == 2
+    assert "MICROSHOP_CALLER_DIGESTS: must be SERVICE=SHA256 pairs" in result.stderr
+    assert digests not in result.stderr  # it may be a token set in the wrong variable
+
+
+def test_the_shared_token_and_identities_are_not_combined() -> None:
+    """With both, the shared token would still open every route that identities close."""
+    result = run_cli(
+        "serve",
+        "db",
+        MICROSHOP_INTERNAL_TOKEN="a" * 32,
+        MICROSHOP_CALLER_DIGESTS="payment-service=" + "ab" * 32,
+    )
+    assert result.returncode == 2
+    assert "cannot be combined with MICROSHOP_SERVICE_TOKEN" in result.stderr
+    assert "a" * 32 not in result.stderr
