@@ -309,3 +309,19 @@ def test_no_service_token_reaches_the_logs(identified_shop: RunningShop) -> None
 
     output = identified_shop.output()
     assert not [name for name, token in SERVICE_TOKENS.items() if token in output]
+
+
+def test_up_with_internal_auth_gives_each_service_a_new_identity(tmp_path: Path) -> None:
+    running = start_shop(tmp_path, "--internal-auth")
+    try:
+        with httpx.Client(base_url=running.gateway_url, timeout=10) as gateway:
+            placed = gateway.post("/orders", json=ORDER)
+            assert placed.status_code == 201, placed.text
+            assert placed.json()["order"]["status"] == "paid"
+        refused = httpx.post(
+            running.url("db") + "/transactions",
+            json={"orderId": placed.json()["order"]["id"], "success": True},
+        )
+        assert refused.status_code == 401
+    finally:
+        assert running.stop() == 0, running.output()[-4000:]

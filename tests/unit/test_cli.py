@@ -120,3 +120,38 @@ def test_the_shared_token_and_identities_are_not_combined() -> None:
     assert result.returncode == 2
     assert "cannot be combined with MICROSHOP_SERVICE_TOKEN" in result.stderr
     assert "a" * 32 not in result.stderr
+
+
+def test_identities_are_one_file_per_service_holding_only_its_own_token(tmp_path: Path) -> None:
+    result = run_cli("identities", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    files = {path.stem: path for path in tmp_path.iterdir()}
+    assert sorted(files) == ["api-gateway", "db", "order-service", "payment-service"]
+    variables = {
+        name: dict(line.split("=", 1) for line in path.read_text().splitlines())
+        for name, path in files.items()
+    }
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in files.values())
+    assert "MICROSHOP_SERVICE_TOKEN" not in variables["db"]  # db calls no one
+    assert "MICROSHOP_CALLER_DIGESTS" not in variables["api-gateway"]  # no one calls the gateway
+    tokens = {
+        name: found["MICROSHOP_SERVICE_TOKEN"] for name, found in variables.items() if name != "db"
+    }
+    for name, found in variables.items():
+        assert not [
+            token for caller, token in tokens.items() if caller != name and token in str(found)
+        ]
+    assert "kubectl create secret generic microshop-identity-db" in result.stdout
+    assert not [token for token in tokens.values() if token in result.stdout]
+
+
+def test_identities_never_overwrite_earlier_ones(tmp_path: Path) -> None:
+    assert run_cli("identities", str(tmp_path)).returncode == 0
+    before = {path.name: path.read_text() for path in tmp_path.iterdir()}
+
+    again = run_cli("identities", str(tmp_path))
+
+    assert again.returncode == 1
+    assert "never overwritten" in again.stderr
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == before
