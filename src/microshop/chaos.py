@@ -3,8 +3,8 @@
 A thin client of each service's `/admin/faults` (common/faults.py). The services are found as
 `microshop up` places them (`--host`, `--base-port`), or through the same `MICROSHOP_*_URL`
 variables the services read, so that `kubectl exec deploy/api-gateway -- microshop chaos ...`
-reaches its peers by their Service names. The internal token, when the shop has one, is read from
-`MICROSHOP_INTERNAL_TOKEN`.
+reaches its peers by their Service names. The credential, when the shop has one, is the shared
+`MICROSHOP_INTERNAL_TOKEN`, or else `MICROSHOP_SERVICE_TOKEN` (the gateway's own identity).
 """
 
 import contextlib
@@ -71,6 +71,13 @@ chaos_app = typer.Typer(
 
 HostOption = Annotated[str, typer.Option(help="Where the shop runs.")]
 BasePortOption = Annotated[int, typer.Option(help="The gateway's port; the others follow it.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The one service's own address instead, e.g. http://127.0.0.1:3004 inside its pod.",
+        show_default=False,
+    ),
+]
 ServiceArgument = Annotated[
     str | None, typer.Argument(help="One service (default: all four).", show_default=False)
 ]
@@ -87,7 +94,8 @@ def _admin_urls(host: str, base_port: int) -> dict[str, str]:
 def _call(method: str, url: str, faults: Faults | None = None) -> Faults:
     """One admin call; a refusal or an unreachable service ends the command with its reason."""
     headers = {"Accept": "application/json"}
-    token = os.environ.get("MICROSHOP_INTERNAL_TOKEN")
+    # The shared token, or inside the gateway's pod with per-service identities, its own.
+    token = os.environ.get("MICROSHOP_INTERNAL_TOKEN") or os.environ.get("MICROSHOP_SERVICE_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None
@@ -107,13 +115,19 @@ def _call(method: str, url: str, faults: Faults | None = None) -> Faults:
         fail(f"{url} could not be reached: {getattr(error, 'reason', error)}", code=1)
 
 
-def _chosen(service: str | None) -> list[str]:
+def _targets(service: str | None, host: str, base_port: int, url: str | None) -> dict[str, str]:
+    """The admin URL of the named service, or of all four."""
     if service is None:
-        return list(SERVICES)
+        if url is not None:
+            fail("--url names one service's address: name the service too", code=USAGE_ERROR)
+        return _admin_urls(host, base_port)
     try:
-        return [resolve(service).name]
+        name = resolve(service).name
     except KeyError:
         fail(f"unknown service {service!r}; one of: {', '.join(SERVICES)}", code=USAGE_ERROR)
+    if url is not None:
+        return {name: url.rstrip("/") + ADMIN_PATH}
+    return {name: _admin_urls(host, base_port)[name]}
 
 
 def _print(faults_by_service: Mapping[str, Faults]) -> None:
@@ -128,10 +142,11 @@ def show_command(
     service: ServiceArgument = None,
     host: HostOption = "127.0.0.1",
     base_port: BasePortOption = 3000,
+    url: UrlOption = None,
 ) -> None:
     """Show the faults switched on in each service."""
-    urls = _admin_urls(host, base_port)
-    _print({name: _call("GET", urls[name]) for name in _chosen(service)})
+    targets = _targets(service, host, base_port, url)
+    _print({name: _call("GET", admin) for name, admin in targets.items()})
 
 
 @chaos_app.command("set")
@@ -148,6 +163,7 @@ def set_command(
     ] = 0,
     host: HostOption = "127.0.0.1",
     base_port: BasePortOption = 3000,
+    url: UrlOption = None,
 ) -> None:
     """Replace one service's faults with these (options left out are off)."""
     try:
@@ -160,8 +176,8 @@ def set_command(
         )
     except ValidationError as error:
         fail(str(error.errors(include_url=False)[0]["msg"]), code=USAGE_ERROR)
-    name = _chosen(service)[0]
-    _print({name: _call("PUT", _admin_urls(host, base_port)[name], faults)})
+    targets = _targets(service, host, base_port, url)
+    _print({name: _call("PUT", admin, faults) for name, admin in targets.items()})
 
 
 @chaos_app.command("clear")
@@ -169,10 +185,11 @@ def clear_command(
     service: ServiceArgument = None,
     host: HostOption = "127.0.0.1",
     base_port: BasePortOption = 3000,
+    url: UrlOption = None,
 ) -> None:
     """Switch every fault off, in one service or all four."""
-    urls = _admin_urls(host, base_port)
-    _print({name: _call("DELETE", urls[name]) for name in _chosen(service)})
+    targets = _targets(service, host, base_port, url)
+    _print({name: _call("DELETE", admin) for name, admin in targets.items()})
 
 
 @chaos_app.command("scenario")

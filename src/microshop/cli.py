@@ -15,6 +15,7 @@ from rich.table import Table
 from microshop import __version__
 from microshop.bench import progress_bar, run_bench
 from microshop.chaos import chaos_app
+from microshop.common.identities import identity_environments, new_tokens
 from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.load import parse_mix, run_with_display
 from microshop.sandbox import SandboxError
@@ -23,7 +24,7 @@ from microshop.server import serve
 from microshop.services import SERVICES, resolve
 from microshop.services.db.repository import StorageUnavailable
 from microshop.services.db.storage import migrate
-from microshop.supervisor import StartError, Supervisor, run_until_signalled
+from microshop.supervisor import Launch, StartError, Supervisor, run_until_signalled
 from microshop.terminal import USAGE_ERROR, command_name, console, fail
 
 app = typer.Typer(
@@ -168,6 +169,44 @@ def load_command(
         json_file.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
 
 
+def with_identities(launches: dict[str, Launch]) -> dict[str, Launch]:
+    """Every service's launch with a new identity's variables, under what a blueprint sets."""
+    identities = identity_environments(new_tokens())
+    return {
+        name: Launch(launch.command, launch.directory, {**identities[name], **launch.environment})
+        for name in SERVICES
+        for launch in [launches.get(name, Launch())]
+    }
+
+
+@app.command("identities")
+def identities_command(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write SERVICE.env, one file per service.")
+    ],
+) -> None:
+    """Make a new identity for every service: its own token and its callees' digests of the tokens.
+
+    Each file holds one service's variables and nothing of another's: give it to that service
+    only (a Kubernetes Secret each, or `--env-file`), and delete the files once they are in place.
+    """
+    paths = {name: directory / f"{name}.env" for name in SERVICES}
+    existing = [str(path) for path in paths.values() if path.exists()]
+    if existing:
+        fail(f"{', '.join(existing)}: identities are never overwritten, remove them first", code=1)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, environment in identity_environments(new_tokens()).items():
+        path = paths[name]
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.writelines(f"{key}={value}\n" for key, value in environment.items())
+        console.print(
+            f"kubectl create secret generic microshop-identity-{name} --from-env-file={path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 ANSI_COLORS = {"cyan": 36, "magenta": 35, "yellow": 33, "green": 32}
 
 
@@ -218,6 +257,13 @@ def up_command(
         Path | None,
         typer.Option(help="A sandbox blueprint (JSON): services run by other commands."),
     ] = None,
+    internal_auth: Annotated[
+        bool,
+        typer.Option(
+            help="Give each service a new identity of its own for this run: internal services "
+            "then take only their callers' calls, each on its own routes."
+        ),
+    ] = False,
 ) -> None:
     """Start all four services on 127.0.0.1 and keep them running until Ctrl-C."""
     environment = {"MICROSHOP_STORAGE": storage.value}
@@ -238,9 +284,17 @@ def up_command(
     except ConfigurationError as error:
         fail(str(error), code=USAGE_ERROR)
     try:
-        launches = load_launches(blueprint) if blueprint is not None else None
+        launches = load_launches(blueprint) if blueprint is not None else {}
     except SandboxError as error:
         fail(str(error), code=USAGE_ERROR)
+    if internal_auth:
+        if "MICROSHOP_INTERNAL_TOKEN" in os.environ:
+            fail(
+                "--internal-auth gives each service its own identity: unset "
+                "MICROSHOP_INTERNAL_TOKEN, the token shared by all",
+                code=USAGE_ERROR,
+            )
+        launches = with_identities(launches)
     supervisor = Supervisor(base_port, environment, service_line_printer(), state_file, launches)
     console.print(
         f"starting {', '.join(SERVICES)} on 127.0.0.1, each once the ones it calls are up",

@@ -21,9 +21,16 @@ from typing import Any
 import yaml
 from starlette.routing import BaseRoute, Match, Mount
 
+from microshop.common.identities import (
+    CALLER_DIGESTS_VARIABLE,
+    SERVICE_TOKEN_VARIABLE,
+    calling_services,
+    identity_environments,
+    token_digest,
+)
 from microshop.common.settings import load_settings
 from microshop.server import build_app
-from microshop.services import resolve
+from microshop.services import callers_of, resolve
 from tests.system_tools import missing_system_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +50,14 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it: ten times faster on the many renders."""
 
 EXAMPLE_PRODUCTION_SECRETS = {
-    # overlays/production renders no Secret: these two are created in the cluster before the first
+    # overlays/production renders no Secret: these are created in the cluster before the first
     # apply (docs/kubernetes.md). The values are examples for the offline checks.
-    "microshop-internal-token": {"MICROSHOP_INTERNAL_TOKEN": "example-token-for-offline-checks"},
+    **{
+        f"microshop-identity-{name}": environment
+        for name, environment in identity_environments(
+            {name: f"example-token-of-{name}-for-offline-checks" for name in calling_services()}
+        ).items()
+    },
     "microshop-database": {
         "POSTGRES_USER": "microshop",
         "POSTGRES_PASSWORD": "example-password",
@@ -752,10 +764,46 @@ def route_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def identity_problems(
+    docs: list[Doc], external: dict[str, dict[str, str]] | None = None
+) -> list[str]:
+    """Per-service identities: each calling service has a token that no other pod holds, and every
+    service it calls knows that token's digest."""
+    image = read_image()
+    environments: dict[str, dict[str, str]] = {}
+    for workload in of_kind(docs, "Deployment"):
+        for container in pod_spec(workload)["containers"]:
+            service = served_service(container, image)
+            if service is not None:
+                environments[service] = container_environment(container, docs, external, image)[0]
+    if not any(
+        {SERVICE_TOKEN_VARIABLE, CALLER_DIGESTS_VARIABLE} & environment.keys()
+        for environment in environments.values()
+    ):
+        return []
+    problems = []
+    for caller in calling_services():
+        token = environments.get(caller, {}).get(SERVICE_TOKEN_VARIABLE)
+        if token is None:
+            problems.append(f"{caller} has no {SERVICE_TOKEN_VARIABLE}")
+            continue
+        expected = f"{caller}={token_digest(token.encode()).hex()}"
+        for service, environment in environments.items():
+            if service != caller and token in environment.values():
+                problems.append(f"{service} holds the token of {caller}")
+            digests = environment.get(CALLER_DIGESTS_VARIABLE, "").split(",")
+            if caller in callers_of(service) and expected not in digests:
+                problems.append(
+                    f"{service} does not know the token of {caller} ({CALLER_DIGESTS_VARIABLE})"
+                )
+    return problems
+
+
 def wiring_problems(
     docs: list[Doc], external: dict[str, dict[str, str]] | None = None
 ) -> list[str]:
     return [
+        *identity_problems(docs, external),
         *reference_problems(docs),
         *service_problems(docs),
         *address_problems(docs, external),

@@ -184,7 +184,28 @@ def test_base_is_the_seed_compatible_shop_without_internal_authentication(
     for deployment in of_kind(docs, "Deployment"):
         for container in pod_spec(deployment)["containers"]:
             names = {variable["name"] for variable in container.get("env", [])}
-            assert "MICROSHOP_INTERNAL_TOKEN" not in names
+            assert not names & {
+                "MICROSHOP_INTERNAL_TOKEN",
+                "MICROSHOP_SERVICE_TOKEN",
+                "MICROSHOP_CALLER_DIGESTS",
+            }
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_each_deployment_gets_its_own_identity_and_no_other(
+    rendered: dict[str, list[Doc]], name: str
+) -> None:
+    for deployment in of_kind(rendered[name], "Deployment"):
+        own = f"microshop-identity-{deployment['metadata']['name']}"
+        identities = {
+            variable["name"]: reference["secretKeyRef"]["name"]
+            for container in pod_spec(deployment)["containers"]
+            for variable in container.get("env", [])
+            if "secretKeyRef" in (reference := variable.get("valueFrom", {}))
+            and reference["secretKeyRef"]["name"].startswith("microshop-identity-")
+        }
+        assert identities, deployment["metadata"]["name"]
+        assert set(identities.values()) == {own}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

@@ -9,21 +9,28 @@ from pathlib import Path
 import httpx
 import pytest
 
+from microshop.common.identities import identity_environments, new_tokens
 from tests.deploy.conftest import RENDERED
 from tests.deploy.local_cluster import postgresql_binaries, run_locally
 from tests.deploy.manifests import Doc, of_kind, pod_spec
 from tests.system_tools import missing_system_tool
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
-# A call each internal service answers with 200 when it is allowed in.
-INTERNAL_CALLS = {"order-service": "/orders", "payment-service": "/transactions", "db": "/orders"}
+# A read each internal service answers with 200 when the service that makes it is allowed in.
+INTERNAL_CALLS = {
+    "order-service": ("/orders", "api-gateway"),
+    "payment-service": ("/transactions", "api-gateway"),
+    "db": ("/orders", "payment-service"),
+}
 
 
 def production_secrets() -> dict[str, dict[str, str]]:
-    """The two Secrets docs/kubernetes.md has operators create, with fresh random values."""
+    """The Secrets docs/kubernetes.md has operators create (an identity per service, made by
+    `microshop identities`, and the database's), with fresh random values."""
     password = secrets.token_hex(16)
+    identities = identity_environments(new_tokens())
     return {
-        "microshop-internal-token": {"MICROSHOP_INTERNAL_TOKEN": secrets.token_hex(32)},
+        **{f"microshop-identity-{name}": variables for name, variables in identities.items()},
         "microshop-database": {
             "POSTGRES_USER": "microshop",
             "POSTGRES_PASSWORD": password,
@@ -31,6 +38,11 @@ def production_secrets() -> dict[str, dict[str, str]]:
             "MICROSHOP_DATABASE_URL": f"postgresql://microshop:{password}@postgresql:5432/microshop",
         },
     }
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    assert token is not None
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.integration
@@ -64,16 +76,28 @@ def test_rendered_deployments_run_the_shop_end_to_end(
                 path = container[probe]["httpGet"]["path"]
                 assert httpx.get(pod.url + path, timeout=5).status_code == 200, (pod.name, path)
 
-        # Internal services let in only the shop's own calls when a token is configured.
-        token = cluster.pods["db"].environment.get("MICROSHOP_INTERNAL_TOKEN")
-        assert (token is not None) == (name != "base")
-        for service, path in INTERNAL_CALLS.items():
+        # Internal services let in only the shop's own calls when identities are configured, and
+        # db takes a payment from payment-service only.
+        tokens = {
+            service: pod.environment.get("MICROSHOP_SERVICE_TOKEN")
+            for service, pod in cluster.pods.items()
+        }
+        assert (tokens["api-gateway"] is not None) == (name != "base")
+        for service, (path, caller) in INTERNAL_CALLS.items():
             url = cluster.pods[service].url + path
             anonymous = httpx.get(url, timeout=5)
-            assert anonymous.status_code == (401 if token else 200), (service, anonymous.text)
-            if token:
-                allowed = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            assert anonymous.status_code == (401 if name != "base" else 200), service
+            if name != "base":
+                allowed = httpx.get(url, headers=bearer(tokens[caller]), timeout=5)
                 assert allowed.status_code == 200, (service, allowed.text)
+        if name != "base":
+            forged = httpx.post(
+                cluster.pods["db"].url + "/transactions",
+                json={"orderId": order["id"], "amount": 100, "success": True},
+                headers=bearer(tokens["order-service"]),
+                timeout=5,
+            )
+            assert forged.status_code == 403, forged.text
 
         database_url = cluster.pods["db"].environment.get("MICROSHOP_DATABASE_URL")
         assert (database_url is not None) == (name == "production")

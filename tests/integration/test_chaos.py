@@ -24,6 +24,7 @@ def chaos(
 ) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "COLUMNS": "200"}
     environment.pop("MICROSHOP_INTERNAL_TOKEN", None)
+    environment.pop("MICROSHOP_SERVICE_TOKEN", None)
     if token is not None:
         environment["MICROSHOP_INTERNAL_TOKEN"] = token
     return subprocess.run(

@@ -80,3 +80,78 @@ def test_an_empty_or_short_internal_token_is_refused_at_start_up(token: str) -> 
     assert "MICROSHOP_INTERNAL_TOKEN: must be at least 16 characters" in result.stderr
     if token.strip():
         assert token not in result.stderr  # a secret, even a bad one, is never printed
+
+
+@pytest.mark.parametrize("token", ["", " ", "short"])
+def test_an_empty_or_short_service_token_is_refused_at_start_up(token: str) -> None:
+    result = run_cli("serve", "payment-service", MICROSHOP_SERVICE_TOKEN=token)
+    assert result.returncode == 2
+    assert "MICROSHOP_SERVICE_TOKEN: must be at least 16 characters" in result.stderr
+    if token.strip():
+        assert token not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [
+        "order-service=",
+        "order-service=" + "ab" * 31,
+        "shop=" + "ab" * 32,
+        "order-service=" + "zz" * 32,
+        "a-token-pasted-where-digests-go",
+    ],
+    ids=["no-digest", "short-digest", "unknown-service", "not-hex", "token"],
+)
+def test_bad_caller_digests_are_refused_at_start_up(digests: str) -> None:
+    result = run_cli("serve", "db", MICROSHOP_CALLER_DIGESTS=digests)
+    assert result.returncode == 2
+    assert "MICROSHOP_CALLER_DIGESTS: must be SERVICE=SHA256 pairs" in result.stderr
+    assert digests not in result.stderr  # it may be a token set in the wrong variable
+
+
+def test_the_shared_token_and_identities_are_not_combined() -> None:
+    """With both, the shared token would still open every route that identities close."""
+    result = run_cli(
+        "serve",
+        "db",
+        MICROSHOP_INTERNAL_TOKEN="a" * 32,
+        MICROSHOP_CALLER_DIGESTS="payment-service=" + "ab" * 32,
+    )
+    assert result.returncode == 2
+    assert "cannot be combined with MICROSHOP_SERVICE_TOKEN" in result.stderr
+    assert "a" * 32 not in result.stderr
+
+
+def test_identities_are_one_file_per_service_holding_only_its_own_token(tmp_path: Path) -> None:
+    result = run_cli("identities", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    files = {path.stem: path for path in tmp_path.iterdir()}
+    assert sorted(files) == ["api-gateway", "db", "order-service", "payment-service"]
+    variables = {
+        name: dict(line.split("=", 1) for line in path.read_text().splitlines())
+        for name, path in files.items()
+    }
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in files.values())
+    assert "MICROSHOP_SERVICE_TOKEN" not in variables["db"]  # db calls no one
+    assert "MICROSHOP_CALLER_DIGESTS" not in variables["api-gateway"]  # no one calls the gateway
+    tokens = {
+        name: found["MICROSHOP_SERVICE_TOKEN"] for name, found in variables.items() if name != "db"
+    }
+    for name, found in variables.items():
+        assert not [
+            token for caller, token in tokens.items() if caller != name and token in str(found)
+        ]
+    assert "kubectl create secret generic microshop-identity-db" in result.stdout
+    assert not [token for token in tokens.values() if token in result.stdout]
+
+
+def test_identities_never_overwrite_earlier_ones(tmp_path: Path) -> None:
+    assert run_cli("identities", str(tmp_path)).returncode == 0
+    before = {path.name: path.read_text() for path in tmp_path.iterdir()}
+
+    again = run_cli("identities", str(tmp_path))
+
+    assert again.returncode == 1
+    assert "never overwritten" in again.stderr
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == before

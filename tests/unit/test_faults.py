@@ -1,5 +1,6 @@
 """The fault switch's rules that one machine cannot show with real processes: who may change faults
-from another machine, and what the latency distributions draw. (The apps are driven without their
+from another machine, in each mode of internal authentication, and what the latency distributions
+draw. (The apps are driven without their
 lifespan: `/admin/faults` needs neither storage nor peers.)"""
 
 import statistics
@@ -9,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from microshop.common.faults import Faults, LatencyDistribution
+from microshop.common.identities import identity_environments, new_tokens
 from microshop.common.settings import Settings
 from microshop.services.db.app import create as create_db
 from microshop.services.gateway.app import create as create_gateway
@@ -19,10 +21,10 @@ BREAK = {"error_rate": 1}
 
 
 @pytest.mark.parametrize("client_address", ["203.0.113.7", "10.1.2.3", "::ffff:198.51.100.1"])
-def test_without_a_token_only_callers_on_the_same_machine_may_change_faults(
+def test_the_public_gateway_takes_faults_only_from_its_own_machine(
     tmp_path: Path, client_address: str
 ) -> None:
-    app = create_db(Settings(data_dir=tmp_path, storage="memory"))
+    app = create_gateway(Settings(data_dir=tmp_path))
     visitor = TestClient(app, client=(client_address, 40000))
     refused = visitor.put("/admin/faults", json=BREAK)
     assert refused.status_code == 403
@@ -35,11 +37,34 @@ def test_without_a_token_only_callers_on_the_same_machine_may_change_faults(
     assert app.state.service.faults.faults.error_rate == 1
 
 
+def test_without_internal_auth_an_internal_service_takes_faults_like_any_call(
+    tmp_path: Path,
+) -> None:
+    app = create_db(Settings(data_dir=tmp_path, storage="memory"))
+    peer = TestClient(app, client=("10.1.2.3", 40000))
+    assert peer.put("/admin/faults", json=BREAK).status_code == 200
+
+
 def test_with_a_token_internal_services_take_it_from_anywhere(tmp_path: Path) -> None:
     app = create_db(Settings(data_dir=tmp_path, storage="memory", internal_token=TOKEN))
     peer = TestClient(app, client=("10.1.2.3", 40000))
     assert peer.put("/admin/faults", json=BREAK).status_code == 401
     assert peer.put("/admin/faults", json=BREAK, headers=AUTHORIZED).status_code == 200
+
+
+def test_with_identities_only_the_gateway_or_the_machine_itself_may(tmp_path: Path) -> None:
+    tokens = new_tokens()
+    environment = identity_environments(tokens)["db"]
+    digests = environment["MICROSHOP_CALLER_DIGESTS"]
+    app = create_db(Settings(data_dir=tmp_path, storage="memory", caller_digests=digests))
+    peer = TestClient(app, client=("10.1.2.3", 40000))
+    assert peer.put("/admin/faults", json=BREAK).status_code == 403
+    as_order_service = {"Authorization": f"Bearer {tokens['order-service']}"}
+    assert peer.put("/admin/faults", json=BREAK, headers=as_order_service).status_code == 403
+    as_gateway = {"Authorization": f"Bearer {tokens['api-gateway']}"}
+    assert peer.put("/admin/faults", json=BREAK, headers=as_gateway).status_code == 200
+    local = TestClient(app, client=("127.0.0.1", 40000))
+    assert local.delete("/admin/faults").status_code == 200
 
 
 def test_the_public_gateway_never_takes_faults_from_another_machine(tmp_path: Path) -> None:

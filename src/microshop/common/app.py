@@ -30,11 +30,13 @@ from microshop.common.metrics import ServiceMetrics
 from microshop.common.middleware import (
     InternalAuthMiddleware,
     RequestContextMiddleware,
+    ServiceIdentityMiddleware,
 )
 from microshop.common.openapi import build_openapi, docs_page, share_allowed_methods
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
 from microshop.common.tracing import Tracer
+from microshop.services import PERMITTED_CALLERS, callers_of
 
 logger = logging.getLogger("microshop.app")
 
@@ -44,7 +46,7 @@ class Service:
 
     name: str = "service"
     public: bool = False
-    """Public services never ask for the internal token; the others do when one is configured."""
+    """Public services never ask who calls; the others do when internal auth is configured."""
     has_storage: bool = False
     """Whether the slow-storage fault applies: only db keeps data."""
 
@@ -104,7 +106,11 @@ def create_app(service: Service) -> Starlette:
     own_routes = list(service.routes())
     share_allowed_methods(own_routes)
     settings = service.settings
-    protected = settings.internal_token is not None and not service.public
+    protected = not service.public and (
+        settings.internal_token is not None
+        or settings.service_token is not None
+        or bool(settings.caller_digests)
+    )
     spec: dict[str, Any] = build_openapi(service.name, __version__, own_routes, protected=protected)
     page = docs_page(spec)
 
@@ -132,8 +138,7 @@ def create_app(service: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         *own_routes,
     ]
-    token = None if settings.internal_token is None else settings.internal_token.get_secret_value()
-    routes += FaultAdmin(service.faults, token, service.public).routes()
+    routes += FaultAdmin(service.faults, settings, service.public).routes()
     middleware = [
         Middleware(
             RequestContextMiddleware,
@@ -142,8 +147,7 @@ def create_app(service: Service) -> Starlette:
             draining=lambda: service.draining,
         )
     ]
-    if protected and token is not None:
-        middleware.append(Middleware(InternalAuthMiddleware, token=token))
+    middleware.extend(_internal_auth(service))
     middleware.append(Middleware(FaultInjectionMiddleware, switch=service.faults))
     middleware.extend(service.middleware())
     app = Starlette(
@@ -154,6 +158,37 @@ def create_app(service: Service) -> Starlette:
     )
     app.state.service = service
     return app
+
+
+def _internal_auth(service: Service) -> list[Middleware]:
+    """Who may call an internal service: with per-service identities (a service token or caller
+    digests set) only its callers, each on its own routes; with the shared token, whoever holds
+    it; with neither, anyone, as in the seed."""
+    settings = service.settings
+    if service.public:
+        return []
+    if settings.service_token is not None or settings.caller_digests:
+        unknown = sorted(callers_of(service.name) - settings.caller_digests.keys())
+        if unknown:
+            logger.warning(
+                "MICROSHOP_CALLER_DIGESTS has no digest for %s: %s calls will be refused",
+                ", ".join(unknown),
+                "their" if len(unknown) > 1 else "its",
+            )
+        digests = {name: bytes.fromhex(digest) for name, digest in settings.caller_digests.items()}
+        grants = PERMITTED_CALLERS.get(service.name, {})
+        return [
+            Middleware(
+                ServiceIdentityMiddleware,
+                service=service.name,
+                caller_digests=digests,
+                grants=grants,
+            )
+        ]
+    if settings.internal_token is not None:
+        token = settings.internal_token.get_secret_value()
+        return [Middleware(InternalAuthMiddleware, token=token)]
+    return []
 
 
 async def relay(client: ServiceClient, path: str, params: dict[str, str] | None = None) -> Response:

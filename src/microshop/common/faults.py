@@ -23,9 +23,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from microshop.common.errors import Problem, problem_response
+from microshop.common.identities import token_digest
 from microshop.common.inputs import read_model
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.responses import JSONResponse
+from microshop.common.settings import Settings
 
 logger = logging.getLogger("microshop.faults")
 
@@ -171,34 +173,61 @@ def _from_loopback(request: Request) -> bool:
         return False
 
 
-class FaultAdmin:
-    """`/admin/faults`. With the internal token set, only callers that present it may use it;
-    without one, only callers on the same machine (a laptop, or `kubectl exec` and `kubectl
-    port-forward` into the pod). A public service (the gateway) answers only callers on its own
-    machine in any case, so that no visitor of the shop can break it, token or not."""
+OPERATOR_SERVICE = "api-gateway"
+"""With per-service identities, the service whose credential may also switch the others' faults:
+the pod an operator runs `kubectl exec deploy/api-gateway -- microshop chaos ...` in. Faults take
+nothing but availability, which the gateway holds anyway; it never gains a write."""
 
-    def __init__(self, switch: FaultSwitch, token: str | None, public: bool) -> None:
+
+class FaultAdmin:
+    """`/admin/faults`, which decides for itself who may use it (the auth middleware lets it by).
+
+    The public gateway answers only callers on its own machine (`kubectl exec`, `kubectl
+    port-forward`, a laptop), so that no visitor of the shop can break it. An internal service
+    answers as its other routes do: with the shared token set, only callers that present it; with
+    per-service identities, callers on its own machine and the gateway's identity; with no internal
+    authentication, anyone who can reach it.
+    """
+
+    def __init__(self, switch: FaultSwitch, settings: Settings, public: bool) -> None:
         self.switch = switch
-        self._expected = None if token is None else f"Bearer {token}".encode()
-        self._local_only = public or token is None
+        self._public = public
+        token = settings.internal_token
+        self._expected_token = None if token is None else f"Bearer {token.get_secret_value()}"
+        self._identities = settings.service_token is not None or bool(settings.caller_digests)
+        operator = settings.caller_digests.get(OPERATOR_SERVICE)
+        self._operator_digest = None if operator is None else bytes.fromhex(operator)
 
     def routes(self) -> list[Route]:
         return [Route(ADMIN_PATH, self.handle, methods=["GET", "PUT", "DELETE"])]
 
     def _check_access(self, request: Request) -> None:
-        if self._local_only and not _from_loopback(request):
+        local = _from_loopback(request)
+        if self._public and not local:
             raise Problem(
                 403, f"Faults of {self.switch.service} can be changed only from its own machine."
             )
-        if self._expected is None:
-            return
-        presented = request.headers.get("authorization", "").encode("latin-1")
-        if not hmac.compare_digest(presented, self._expected):
+        presented = request.headers.get("authorization", "")
+        if self._expected_token is not None:
+            if not hmac.compare_digest(presented.encode("latin-1"), self._expected_token.encode()):
+                raise Problem(
+                    401,
+                    "Faults can be changed only with the internal token.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif self._identities and not local and not self._presents_operator(presented):
             raise Problem(
-                401,
-                "Faults can be changed only with the internal token.",
-                headers={"WWW-Authenticate": "Bearer"},
+                403,
+                f"Faults of {self.switch.service} can be changed only from its own machine or "
+                f"by {OPERATOR_SERVICE}'s identity.",
             )
+
+    def _presents_operator(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "Bearer" or not token or self._operator_digest is None:
+            return False
+        presented = token_digest(token.encode("latin-1"))
+        return hmac.compare_digest(presented, self._operator_digest)
 
     async def handle(self, request: Request) -> Response:
         self._check_access(request)

@@ -161,7 +161,8 @@ class ServiceClient:
             total=settings.request_timeout, sock_connect=settings.connect_timeout
         )
         self.retries = settings.retries
-        token = settings.internal_token
+        # This service's own identity when it has one, else the token all services share.
+        token = settings.service_token or settings.internal_token
         self.default_headers = (
             {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
         )

@@ -3,12 +3,14 @@
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from microshop.common.errors import Problem, problem_response
+from microshop.common.faults import ADMIN_PATH
+from microshop.common.identities import token_digest
 from microshop.common.logs import request_id_var
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.tracing import SpanContext, Tracer, parse_traceparent, random_hex
@@ -104,6 +106,18 @@ class RequestContextMiddleware:
                 request_id_var.reset(token)
 
 
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_INTERNAL_REFUSAL = "This service accepts only calls from the shop's own services."
+_DESCRIPTION_PATHS = frozenset({"/openapi.json", "/docs"})
+_SELF_GUARDED_PATHS = QUIET_PATHS | {ADMIN_PATH}
+"""Let by: probes and scrapes are open, and `/admin/faults` decides who may use it itself
+(common/faults.py)."""
+
+
+async def _refuse(problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
+    await problem_response(problem, Request(scope))(scope, receive, send)
+
+
 class BearerTokenMiddleware:
     """Refuses calls without `Authorization: Bearer <token>`, except to `open_paths`."""
 
@@ -117,16 +131,65 @@ class BearerTokenMiddleware:
         if scope["type"] == "http" and scope["path"] not in self.open_paths:
             presented = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(presented, self.expected):
-                problem = Problem(401, self.refusal, headers={"WWW-Authenticate": "Bearer"})
-                await problem_response(problem, Request(scope))(scope, receive, send)
+                await _refuse(Problem(401, self.refusal, headers=_CHALLENGE), scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
 class InternalAuthMiddleware(BearerTokenMiddleware):
-    """The internal services' token: probes and metric scrapes stay open."""
+    """The token shared by all services: probes and metric scrapes stay open."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
-        super().__init__(
-            app, token, QUIET_PATHS, "This service accepts only calls from the shop's own services."
-        )
+        super().__init__(app, token, _SELF_GUARDED_PATHS, _INTERNAL_REFUSAL)
+
+
+class ServiceIdentityMiddleware:
+    """Per-service identities: knows each caller by the SHA-256 digest of the bearer token it
+    presents (so this process holds no caller's credential) and lets it call only the routes that
+    `grants` gives it. Unknown or missing credentials are 401; a known caller on a route that is
+    not its own is 403. Probes and metric scrapes stay open."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: str,
+        caller_digests: Mapping[str, bytes],
+        grants: Mapping[tuple[str, str], frozenset[str]],
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.caller_digests = dict(caller_digests)
+        self.grants = grants
+
+    def _caller(self, scope: Scope) -> str | None:
+        presented = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = presented.partition(b" ")
+        if scheme != b"Bearer" or not token:
+            return None
+        digest = token_digest(token)
+        caller = None
+        for name, expected in self.caller_digests.items():  # every one compared: constant time
+            if hmac.compare_digest(digest, expected):
+                caller = name
+        return caller
+
+    def _permitted(self, caller: str, method: str, path: str) -> bool:
+        method = "GET" if method == "HEAD" else method
+        if method == "GET" and path in _DESCRIPTION_PATHS:
+            return True
+        resource = "/" + path.split("/", 2)[1]
+        return caller in self.grants.get((method, resource), frozenset())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _SELF_GUARDED_PATHS:
+            caller = self._caller(scope)
+            if caller is None:
+                problem = Problem(401, _INTERNAL_REFUSAL, headers=_CHALLENGE)
+                await _refuse(problem, scope, receive, send)
+                return
+            method, path = scope["method"], scope["path"]
+            if not self._permitted(caller, method, path):
+                detail = f"{caller} may not call {method} {path} of {self.service}."
+                await _refuse(Problem(403, detail), scope, receive, send)
+                return
+        await self.app(scope, receive, send)

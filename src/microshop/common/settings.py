@@ -1,6 +1,7 @@
 """Configuration from `MICROSHOP_*` environment variables (12-factor): never from code edits."""
 
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
@@ -8,7 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from microshop.services import SERVICES
 
 
 class Storage(StrEnum):
@@ -32,6 +35,7 @@ def default_data_dir() -> Path:
 POSTGRESQL_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 MIN_TOKEN_LENGTH = 16
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 
@@ -82,7 +86,13 @@ class Settings(BaseSettings):
     """Fault injection for demos and tests: the share of payment requests answered 503."""
 
     internal_token: SecretStr | None = None
-    """When set, internal services accept only calls that present it as a bearer token."""
+    """One token shared by every service (the weaker mode): when set, internal services accept
+    only calls that present it as a bearer token, and every service sends it."""
+    service_token: SecretStr | None = None
+    """This service's own credential (per-service identities), sent on every call it makes."""
+    caller_digests: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """`SERVICE=SHA256,...`: the SHA-256 (hex) of each caller's service token. An internal service
+    with this or a service token set knows its callers by them, and refuses everyone else."""
 
     log_format: LogFormat = LogFormat.AUTO
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -92,7 +102,7 @@ class Settings(BaseSettings):
     def upper_case_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("internal_token")
+    @field_validator("internal_token", "service_token")
     @classmethod
     def long_enough_to_guess_hard(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty token would let `Authorization: Bearer ` through: refuse it at start-up."""
@@ -102,6 +112,35 @@ class Settings(BaseSettings):
                 "one), or unset"
             )
         return value
+
+    @field_validator("caller_digests", mode="before")
+    @classmethod
+    def digests_by_service(cls, value: Any) -> Any:
+        """`api-gateway=<hex>,order-service=<hex>`: one line of text, as an environment holds it."""
+        if not isinstance(value, str):
+            return value
+        digests: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            name, _, digest = entry.partition("=")
+            name, digest = name.strip(), digest.strip().lower()
+            if name not in SERVICES or not SHA256_HEX.fullmatch(digest):
+                raise ValueError(
+                    "must be SERVICE=SHA256 pairs separated by commas, each SERVICE one of "
+                    f"{', '.join(SERVICES)} and each SHA256 64 hex digits "
+                    "(`microshop identities` makes them)"
+                )
+            digests[name] = digest
+        return digests
+
+    @model_validator(mode="after")
+    def one_kind_of_internal_auth(self) -> "Settings":
+        if self.internal_token is not None and (self.service_token or self.caller_digests):
+            raise ValueError(
+                "MICROSHOP_INTERNAL_TOKEN (one token shared by every service) cannot be combined "
+                "with MICROSHOP_SERVICE_TOKEN or MICROSHOP_CALLER_DIGESTS (one identity per "
+                "service): set one or the other"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -138,7 +177,8 @@ def load_settings(flags: Mapping[str, str] | None = None, **overrides: object) -
             name = (flags or {}).get(field) or f"MICROSHOP_{field.upper()}"
             if not field:  # a rule across fields: its message names the variables
                 lines.append(message)
-            elif "database_url" in field or "token" in field:  # never print secrets
+            elif any(secret in field for secret in ("database_url", "token", "digests")):
+                # never print secrets, nor what may be a token set in the wrong variable
                 lines.append(f"{name}: {message}")
             else:
                 lines.append(f"{name}={problem.get('input')!r}: {message}")

@@ -37,6 +37,37 @@ URL_SETTINGS: dict[str, str] = {
 }
 """Each called service's name and the variable that holds its URL."""
 
+Grants = Mapping[tuple[str, str], frozenset[str]]
+"""A callee's routes, as (method, resource), and the services that may call each; a resource is
+the first segment of a path, so `/orders` covers `/orders/{id}` too."""
+
+PERMITTED_CALLERS: dict[str, Grants] = {
+    DB.name: {
+        ("GET", "/orders"): frozenset({ORDERS.name, PAYMENTS.name}),
+        ("POST", "/orders"): frozenset({ORDERS.name}),
+        ("GET", "/transactions"): frozenset({ORDERS.name, PAYMENTS.name}),
+        ("POST", "/transactions"): frozenset({PAYMENTS.name}),
+    },
+    PAYMENTS.name: {
+        ("GET", "/transactions"): frozenset({GATEWAY.name}),
+        ("POST", "/transactions"): frozenset({ORDERS.name}),
+    },
+    ORDERS.name: {
+        ("GET", "/orders"): frozenset({GATEWAY.name}),
+        ("POST", "/orders"): frozenset({GATEWAY.name}),
+    },
+}
+"""With per-service identities, who may call what: only order-service stores orders, only
+payment-service records a payment, and only order-service asks for one. Each grant is a call the
+services make (the gateway reads payment-service's transactions when order-service is the seed's).
+Probes and metrics are open to anyone; a service's description to any of its callers."""
+
+
+def callers_of(name: str) -> frozenset[str]:
+    """The services that call `name` at all: whose token digests it needs."""
+    return frozenset().union(*PERMITTED_CALLERS.get(name, {}).values())
+
+
 ALIASES = {"gateway": "api-gateway", "orders": "order-service", "payments": "payment-service"}
 """The package names of the services, accepted wherever a service is named."""
 
