@@ -127,8 +127,9 @@ ensure_base_image() {
     rm -rf "$rootfs"
 }
 
-# The wheels of microshop's dependencies and of its build backend, for the base image's Python,
-# machine and C library, downloaded on the host: the build itself has no network.
+# The wheels of microshop's dependencies (with the `otel` extra the Dockerfile installs) and of its
+# build backend, for the base image's Python, machine and C library, downloaded on the host: the
+# build itself has no network.
 prepare_wheelhouse() {
     local base facts python_version machine glibc glibc_minor requirements_text requirements=() platforms=()
     base=$(base_image)
@@ -141,7 +142,8 @@ print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine(), platfo
     requirements_text=$(python3 - "$REPOSITORY/pyproject.toml" <<'PYTHON'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))
+print("\n".join(project["project"]["dependencies"] + project["project"]["optional-dependencies"]["otel"]
+                + project["build-system"]["requires"]))
 PYTHON
     ) || fail "could not read the requirements from pyproject.toml"
     mapfile -t requirements <<<"$requirements_text"
