@@ -20,8 +20,10 @@ WORKDIR /src
 COPY . ./
 # Only microshop itself is built here (by hatchling, in pip's throw-away build environment). pip
 # (and setuptools, which venvs of Python < 3.12 carry) leave the venv: nothing needs them at run time.
+# The `otel` extra exports traces over OTLP once OTEL_EXPORTER_OTLP_ENDPOINT is set (and costs
+# nothing until then: without the variable no OpenTelemetry module is imported).
 RUN python -m venv /opt/microshop \
-    && /opt/microshop/bin/pip install --no-cache-dir --no-binary=microshop . \
+    && /opt/microshop/bin/pip install --no-cache-dir --no-binary=microshop ".[otel]" \
     && /opt/microshop/bin/pip uninstall --yes pip setuptools
 
 # Final stage: the base image, the venv and a non-root user; no compiler, no pip in the venv.

@@ -33,10 +33,12 @@ test: lint
 e2e: $(DEVELOPMENT)
 	PYTHON=$(BIN)/python .ci/e2e-in-sandbox.sh
 
-# The image built and run, and the manifests run as pods (root, Docker, Podman; docs/kubernetes.md).
+# The image built and run, the manifests run as pods, compose.yaml run (root, Docker, Podman;
+# docs/kubernetes.md).
 verify-containers: $(DEVELOPMENT)
 	PYTHON=$(BIN)/python deploy/verify/image.sh
 	PYTHON=$(BIN)/python deploy/verify/pods.sh
+	PYTHON=$(BIN)/python deploy/verify/compose.sh
 
 bench: $(DEVELOPMENT)
 	$(BIN)/python benchmarks/run.py

@@ -45,6 +45,26 @@ fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 # Every docker command of these scripts talks to the private engine, never to the host's.
 docker() { command docker -H "unix://$RUN_DIRECTORY/docker.sock" "$@"; }
 
+# Every podman command of these scripts uses a store and network definitions that live only for
+# this run, never the host's. Its processes (conmon) must not inherit the cache's lock (see
+# lock_cache). `podman_command` writes the same as a program, for tools that run podman themselves.
+podman() { "$(podman_command)" "$@" 9>&-; }
+
+podman_command() {
+    local wrapper="$RUN_DIRECTORY/podman/podman"
+    if [ ! -x "$wrapper" ]; then
+        mkdir -p "$RUN_DIRECTORY/podman/networks"
+        cat >"$wrapper" <<SCRIPT
+#!/bin/sh
+CONTAINERS_CONF="$REPOSITORY/deploy/verify/containers.conf" exec $(type -P podman) \\
+    --root "$RUN_DIRECTORY/podman/root" --runroot "$RUN_DIRECTORY/podman/run" \\
+    --tmpdir "$RUN_DIRECTORY/podman/tmp" --network-config-dir "$RUN_DIRECTORY/podman/networks" "\$@"
+SCRIPT
+        chmod +x "$wrapper"
+    fi
+    echo "$wrapper"
+}
+
 # Holds the cache's lock until the script exits. Long-lived children (the engine) must not inherit
 # it, or a killed run's engine would keep the next run waiting: they are started with 9>&-.
 lock_cache() {
@@ -127,8 +147,9 @@ ensure_base_image() {
     rm -rf "$rootfs"
 }
 
-# The wheels of microshop's dependencies and of its build backend, for the base image's Python,
-# machine and C library, downloaded on the host: the build itself has no network.
+# The wheels of microshop's dependencies (with the `otel` extra the Dockerfile installs) and of its
+# build backend, for the base image's Python, machine and C library, downloaded on the host: the
+# build itself has no network.
 prepare_wheelhouse() {
     local base facts python_version machine glibc glibc_minor requirements_text requirements=() platforms=()
     base=$(base_image)
@@ -141,7 +162,8 @@ print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine(), platfo
     requirements_text=$(python3 - "$REPOSITORY/pyproject.toml" <<'PYTHON'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))
+print("\n".join(project["project"]["dependencies"] + project["project"]["optional-dependencies"]["otel"]
+                + project["build-system"]["requires"]))
 PYTHON
     ) || fail "could not read the requirements from pyproject.toml"
     mapfile -t requirements <<<"$requirements_text"

@@ -26,14 +26,6 @@ declare -A PORTS=([api-gateway]=3000 [payment-service]=3001 [order-service]=3002
 PODS="$RUN_DIRECTORY/pods"
 PLAYED=
 
-# Every podman command of these scripts uses a store that lives only for this run, never the
-# host's. Its processes (conmon) must not inherit the cache's lock (see lock_cache).
-podman() {
-    CONTAINERS_CONF="$REPOSITORY/deploy/verify/containers.conf" command podman \
-        --root "$RUN_DIRECTORY/podman/root" --runroot "$RUN_DIRECTORY/podman/run" \
-        --tmpdir "$RUN_DIRECTORY/podman/tmp" "$@" 9>&-
-}
-
 clean_up() {
     local status=$1
     if [ -n "$PLAYED" ]; then

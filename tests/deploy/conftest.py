@@ -18,6 +18,8 @@ COMPONENTS = (
     "postgresql",
     "network-policies",
     "prometheus-operator",  # after network-policies: it adds a rule to their policies
+    "observability",  # after network-policies, likewise
+    "load-generator",
     "ingress",
     "gateway-api",
 )

@@ -35,6 +35,8 @@ from tests.system_tools import missing_system_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+OBSERVABILITY = ROOT / "deploy" / "observability"
+"""Files of the observability and prometheus-operator components shared with compose.yaml."""
 DOCKERFILE = ROOT / "Dockerfile"
 CHECKOV_CONFIG = K8S / "checkov.yaml"
 CUSTOM_RESOURCE_SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -344,14 +346,19 @@ def runs_microshop(container: Doc) -> bool:
     return reference.rsplit("/", 1)[-1].split(":")[0] == "microshop"
 
 
-def served_service(container: Doc, image: Image) -> str | None:
-    """Which microshop service a container runs: `serve <name>` in its command and arguments, the
-    image's ENTRYPOINT and CMD filling in what the container does not set (as Kubernetes does)."""
-    if not runs_microshop(container):
-        return None
+def container_words(container: Doc, image: Image) -> list[str]:
+    """A container's command and arguments, the image's ENTRYPOINT and CMD filling in what the
+    container does not set (as Kubernetes does)."""
     command = container.get("command", image.entrypoint)
     arguments = container.get("args", image.command if "command" not in container else [])
-    words = [*command, *arguments]
+    return [*command, *arguments]
+
+
+def served_service(container: Doc, image: Image) -> str | None:
+    """Which microshop service a container runs: `serve <name>` in its command and arguments."""
+    if not runs_microshop(container):
+        return None
+    words = container_words(container, image)
     if words[:2] == ["microshop", "serve"] and len(words) == 3:
         return words[2]
     return None
@@ -475,7 +482,9 @@ def workload_problems(
                     )
             for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
                 if probe_name not in container:
-                    problems.append(f"{where}: no {probe_name}")
+                    # A container that listens nowhere (the load generator) has nothing to probe.
+                    if container.get("ports"):
+                        problems.append(f"{where}: no {probe_name}")
                     continue
                 probe = container[probe_name]
                 for field in ("httpGet", "tcpSocket", "grpc"):
@@ -500,9 +509,11 @@ def microshop_problems(
     """A microshop container: the service it runs, its probes and metrics on paths that service
     serves, the port it listens on, where sqlite writes, and its shutdown timing."""
     name = name_of(workload)
+    if container_words(container, image)[:2] == ["microshop", "load"]:
+        return load_generator_problems(where, container, docs, image)
     service = served_service(container, image)
     if service is None:
-        return [f"{where}: does not run `microshop serve <service>`"]
+        return [f"{where}: does not run `microshop serve <service>` or `microshop load`"]
     try:
         resolve(service)
     except KeyError:
@@ -542,6 +553,19 @@ def microshop_problems(
         problems.append(f"{name}: prometheus.io/path {metrics_path!r} is not served")
     problems += shutdown_problems(where, pod_spec(workload), container, environment)
     return problems
+
+
+def load_generator_problems(where: str, container: Doc, docs: list[Doc], image: Image) -> list[str]:
+    """`microshop load --url URL ...`: URL is the gateway's Service, by its bare name and port."""
+    words = container_words(container, image)
+    if "--url" not in words[:-1]:
+        return [f"{where}: `microshop load` without --url"]
+    url = words[words.index("--url") + 1]
+    match = SERVICE_ADDRESS.search(url)
+    if match is None or match["namespace"] is not None or match["port"] is None:
+        return [f"{where}: --url {url} is not http://<Service>:<port>"]
+    problem = service_port(docs, match["service"], int(match["port"]))
+    return [f"{where}: --url {url}: {problem}"] if problem else []
 
 
 def container_security_problems(where: str, container: Doc) -> list[str]:

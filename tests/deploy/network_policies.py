@@ -4,8 +4,8 @@ Follows the NetworkPolicy semantics: a connection needs the sender's egress and 
 ingress to allow it; a pod that no policy of a direction selects is open in that direction; rules of
 all policies selecting a pod add up. Peers are the rendered workloads (in the namespace they are
 rendered into), a client outside the cluster, the cluster's DNS (CoreDNS, labelled
-k8s-app=kube-dns in kube-system) and Prometheus (labelled app.kubernetes.io/name=prometheus in
-namespace monitoring, as kube-prometheus runs it).
+k8s-app=kube-dns in kube-system) and a Prometheus of another namespace (labelled
+app.kubernetes.io/name=prometheus in namespace monitoring, as kube-prometheus runs it).
 """
 
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
 
 Port = tuple[str | None, int, str]  # name, number, protocol
 
+MICROSHOP_SERVICES = frozenset({"api-gateway", "order-service", "payment-service", "db"})
 EXPECTED_CONNECTIONS = frozenset(
     {
         ("outside", "api-gateway"),
@@ -32,11 +33,18 @@ EXPECTED_CONNECTIONS = frozenset(
         ("order-service", "db"),
         ("payment-service", "db"),
         ("db", "postgresql"),
+        ("load-generator", "api-gateway"),
+        # components/observability: Prometheus scrapes, the services send spans, Grafana asks both.
+        *(("prometheus", service) for service in MICROSHOP_SERVICES),
+        *((service, "jaeger") for service in MICROSHOP_SERVICES),
+        ("grafana", "prometheus"),
+        ("grafana", "jaeger"),
     }
 )
 """Who may call whom in the shop's namespace; besides these, every pod may ask the cluster's DNS."""
-SCRAPED = frozenset({"api-gateway", "order-service", "payment-service", "db"})
-"""What Prometheus may reach when the prometheus-operator component's ServiceMonitors are there."""
+SCRAPED = MICROSHOP_SERVICES
+"""What a Prometheus in namespace monitoring may reach when the prometheus-operator component's
+ServiceMonitors are there."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,9 @@ OUTSIDE = Peer("outside", None, (), ())
 CLUSTER_DNS = Peer(
     "cluster-dns", "kube-system", (("k8s-app", "kube-dns"),), ((None, 53, "UDP"), (None, 53, "TCP"))
 )
-PROMETHEUS = Peer("prometheus", "monitoring", (("app.kubernetes.io/name", "prometheus"),), ())
+PROMETHEUS = Peer(
+    "monitoring/prometheus", "monitoring", (("app.kubernetes.io/name", "prometheus"),), ()
+)
 
 
 def shop_namespace(docs: list[Doc]) -> str:

@@ -11,6 +11,7 @@ import yaml
 from tests.deploy.manifests import (
     DOCKERFILE,
     K8S,
+    OBSERVABILITY,
     OVERLAY_NAMESPACE,
     Doc,
     RenderError,
@@ -157,8 +158,30 @@ BREAKAGES = {
         "kubernetes.io/metadata.name: monitoring",
         "kubernetes.io/metadata.name: prometheus",
         "network",
-        "missing ('prometheus', 'db')",
+        "missing ('monitoring/prometheus', 'db')",
         components=("prometheus-operator",),
+    ),
+    "traces-not-admitted-by-the-tracing-backend": Breakage(
+        "components/observability/network-policies.yaml",
+        "              app.kubernetes.io/name: db\n"
+        "      ports:\n"
+        "        - protocol: TCP\n"
+        "          port: 4318",
+        "              app.kubernetes.io/name: db\n"
+        "      ports:\n"
+        "        - protocol: TCP\n"
+        "          port: 4317",
+        "network",
+        "missing ('db', 'jaeger')",
+        components=("observability",),
+    ),
+    "load-generator-at-a-wrong-port": Breakage(
+        "components/load-generator/load-generator.yaml",
+        "http://api-gateway:3000",
+        "http://api-gateway:3002",
+        "wiring",
+        "--url http://api-gateway:3002: Service api-gateway has no port 3002",
+        components=("load-generator",),
     ),
     "probe-path-not-served": Breakage(
         "base/order-service.yaml",
@@ -249,8 +272,10 @@ BREAKAGES = {
 
 
 def broken_copy(directory: Path, breakage: Breakage) -> Path:
-    copy = directory / "k8s"
+    """A copy of deploy/k8s, beside a copy of deploy/observability (which components include)."""
+    copy = directory / "deploy" / "k8s"
     shutil.copytree(K8S, copy)
+    shutil.copytree(OBSERVABILITY, directory / "deploy" / "observability")
     target = copy / breakage.file
     text = target.read_text()
     assert breakage.old in text, f"{breakage.file} changed: update this case"

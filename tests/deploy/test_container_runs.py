@@ -5,71 +5,28 @@ Each test runs one of deploy/verify's scripts, exactly as a person would. They n
 container tools (on Debian: docker.io, podman, catatonit, debootstrap); `.ci/run` installs them.
 """
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.deploy.conftest import overlay_directory
-from tests.deploy.manifests import DOCKERFILE, ROOT, Doc, kubectl, render
-from tests.system_tools import missing_system_tool
-
-VERIFY = ROOT / "deploy" / "verify"
-TOOLS = ("dockerd", "docker", "podman", "catatonit", "debootstrap", "curl")
-# The first run makes the base image's stand-in (about a minute); later runs reuse it.
-SCRIPT_TIMEOUT_SECONDS = 480
+from tests.deploy.manifests import DOCKERFILE, Doc, kubectl, render
+from tests.deploy.verify_scripts import (
+    SCRIPT_TIMEOUT_SECONDS,
+    output_of,
+    require_container_tools,
+    run_script,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(SCRIPT_TIMEOUT_SECONDS + 120)]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def container_tools() -> None:
-    if os.geteuid() != 0:
-        missing_system_tool("the private container engines of deploy/verify need root")
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        missing_system_tool(f"not installed: {', '.join(missing)} (.ci/run installs them)")
+    require_container_tools()
     kubectl()
-
-
-def run_script(name: str, **environment: str) -> subprocess.CompletedProcess[str]:
-    """Runs a deploy/verify script with this interpreter (which has the test dependencies).
-
-    Past the timeout its whole process group gets SIGTERM (the script's trap then stops its engine
-    and containers), and SIGKILL a minute later."""
-    path = Path(sys.executable).parent
-    command = [str(VERIFY / name)]
-    with subprocess.Popen(
-        command,
-        env={**os.environ, "PYTHON": sys.executable, "PATH": f"{path}:{os.environ['PATH']}"}
-        | environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as script:
-        try:
-            stdout, stderr = script.communicate(timeout=SCRIPT_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(script.pid, signal.SIGTERM)
-            try:
-                stdout, stderr = script.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(script.pid, signal.SIGKILL)
-                stdout, stderr = script.communicate()
-            output = (stdout + stderr)[-6000:]
-            pytest.fail(f"{name} took over {SCRIPT_TIMEOUT_SECONDS} s:\n{output}")
-    return subprocess.CompletedProcess(command, script.returncode, stdout, stderr)
-
-
-def output_of(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
 
 
 def test_image_builds_offline_and_runs_the_shop_read_only_as_non_root() -> None:
