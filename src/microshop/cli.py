@@ -20,6 +20,7 @@ from microshop.common.settings import ConfigurationError, Storage, load_settings
 from microshop.load import parse_mix, run_with_display
 from microshop.sandbox import SandboxError
 from microshop.sandbox.blueprint import load_launches
+from microshop.sandbox.cli import sandbox_app
 from microshop.server import serve
 from microshop.services import SERVICES, resolve
 from microshop.services.db.repository import StorageUnavailable
@@ -80,6 +81,7 @@ def serve_command(
 
 db_app = typer.Typer(help="The db service's storage.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(chaos_app, name="chaos")
 
 

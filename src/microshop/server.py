@@ -124,8 +124,6 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         """Between requests or inside one's head: bytes that arrive belong to a head."""
         self._head_bytes = 0
         """The bytes received of the head being read, whole or not."""
-        self._parsed_head_bytes = 0
-        self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -166,20 +164,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._refuse(Problem(400, msg))
 
-    def on_message_begin(self) -> None:
-        self._parsed_head_bytes = 0
-        self._header_count = 0
-        super().on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url), 0)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value), 1)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # Measured once the head is whole, not per header: an unfinished head is bounded by the
+        # bytes received (`data_received`), and a whole one is measured without the body bytes
+        # that may have come in the same read.
+        if len(self.headers) > self.settings.max_headers:
+            raise _RequestRefused(
+                Problem(431, f"A request may have at most {self.settings.max_headers} headers.")
+            )
+        head_size = len(self.url) + sum(len(name) + len(value) for name, value in self.headers)
+        if head_size > self.settings.max_header_bytes:
+            raise _RequestRefused(self._head_too_large())
         self._reading_head = False
         self._set_deadline(self.settings.body_timeout, self._body_timed_out)
         super().on_headers_complete()
@@ -213,16 +208,6 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             )
         else:
             super().shutdown()
-
-    def _count_head(self, size: int, fields: int) -> None:
-        self._parsed_head_bytes += size
-        self._header_count += fields
-        if self._header_count > self.settings.max_headers:
-            raise _RequestRefused(
-                Problem(431, f"A request may have at most {self.settings.max_headers} headers.")
-            )
-        if self._parsed_head_bytes > self.settings.max_header_bytes:
-            raise _RequestRefused(self._head_too_large())
 
     def _head_too_large(self) -> Problem:
         return Problem(

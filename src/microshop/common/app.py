@@ -131,12 +131,12 @@ def create_app(service: Service) -> Starlette:
             logger.info("%s stopped", service.name)
 
     routes: list[BaseRoute] = [
+        *own_routes,  # first: the router tries routes in order, and these are the busy ones
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
-        *own_routes,
     ]
     routes += FaultAdmin(service.faults, settings, service.public).routes()
     middleware = [

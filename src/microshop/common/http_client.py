@@ -223,17 +223,16 @@ class ServiceClient:
                     timeout=timeout,
                 ) as response:
                     body = await response.read()
-                metrics.downstream_calls.labels(self.target, str(response.status)).inc()
-                metrics.downstream_seconds.labels(self.target).observe(
-                    time.perf_counter() - started
+                metrics.observe_call(
+                    self.target, str(response.status), time.perf_counter() - started
                 )
                 return DownstreamResponse(self.target, response.status, response.headers, body)
             except (aiohttp.ClientError, aiohttp.ConnectionTimeoutError) as error:
-                metrics.downstream_calls.labels(self.target, "unavailable").inc()
+                metrics.observe_call(self.target, "unavailable", None)
                 if attempt == attempts:
                     logger.warning("%s %s%s failed: %r", method, self.target, path, error)
                     raise DownstreamUnavailable(self.target) from None
                 await asyncio.sleep(RETRY_BACKOFF_SECONDS * attempt)
             except TimeoutError:
-                metrics.downstream_calls.labels(self.target, "timeout").inc()
+                metrics.observe_call(self.target, "timeout", None)
                 raise DownstreamTimeout(self.target, timeout.total or 0) from None

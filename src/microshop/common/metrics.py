@@ -46,6 +46,7 @@ class ServiceMetrics:
         )
 
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._call_series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Counts one answered request; the labelled series are looked up once, then reused."""
@@ -59,6 +60,20 @@ class ServiceMetrics:
             self._request_series[key] = series
         series[0].inc()
         series[1].observe(seconds)
+
+    def observe_call(self, target: str, outcome: str, seconds: float | None) -> None:
+        """Counts one call to another service (`seconds` when it was answered), as above."""
+        key = (target, outcome)
+        series = self._call_series.get(key)
+        if series is None:
+            series = (
+                self.downstream_calls.labels(target, outcome),
+                self.downstream_seconds.labels(target),
+            )
+            self._call_series[key] = series
+        series[0].inc()
+        if seconds is not None:
+            series[1].observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,11 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from microshop.common.errors import Problem, problem_response
 from microshop.common.faults import ADMIN_PATH
 from microshop.common.identities import token_digest
-from microshop.common.logs import request_id_var
+from microshop.common.logs import access_log, request_id_var
 from microshop.common.metrics import ServiceMetrics
 from microshop.common.tracing import SpanContext, Tracer, parse_traceparent, random_hex
 
-access_logger = logging.getLogger("microshop.access")
 error_logger = logging.getLogger("microshop.errors")
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -90,19 +89,7 @@ class RequestContextMiddleware:
                 route_path = getattr(scope.get("route"), "path", "unmatched")
                 self.metrics.observe_request(method, route_path, status, elapsed)
                 if path not in QUIET_PATHS or status >= 400:
-                    access_logger.info(
-                        "%s %s %d %.1fms",
-                        method,
-                        path,
-                        status,
-                        elapsed * 1000,
-                        extra={
-                            "method": method,
-                            "path": path,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                        },
-                    )
+                    access_log.write(method, path, status, elapsed)
                 request_id_var.reset(token)
 
 
