@@ -68,6 +68,17 @@ class RunningShop:
             time.sleep(0.1)
         raise TimeoutError(f"{service} not ready after {timeout} s:\n{self.output()[-4000:]}")
 
+    def wait_started(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Until the supervisor has seen every service ready: before that, a service that exits
+        ends `microshop up` instead of being restarted."""
+        deadline = time.monotonic() + timeout
+        while not (self.state_file.exists() and json.loads(self.state_file.read_text())["started"]):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"microshop up exited:\n{self.output()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"microshop up not started after {timeout} s")
+            time.sleep(0.05)
+
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -108,6 +119,7 @@ def start_shop(
     try:
         for service in SERVICES:
             shop.wait_ready(service)
+        shop.wait_started()
     except BaseException:
         shop.stop()
         raise

@@ -102,6 +102,8 @@ class Supervisor:
         }
         self.output = output
         self.state_file = state_file
+        self.started = False
+        """Every service was ready once: from now on a service that exits is restarted."""
         self.stopping = asyncio.Event()
 
     @property
@@ -185,6 +187,8 @@ class Supervisor:
                     await self.wait_until(managed, session, "/healthz")
                 for managed in self.processes.values():
                     await self.wait_until(managed, session, "/readyz")
+            self.started = True
+            self.write_state()
         except BaseException:
             await self.stop()
             raise
@@ -263,6 +267,7 @@ class Supervisor:
             return
         state = {
             "supervisor_pid": os.getpid(),
+            "started": self.started,
             "gateway_url": self.gateway_url,
             "services": {
                 name: {

@@ -119,7 +119,8 @@ class FaultSwitch:
         self.injected = Counter(
             "faults_injected", "Requests failed on purpose.", ["status"], registry=registry
         )
-        self.set(initial)
+        if initial.active:
+            self.set(initial)
 
     def set(self, faults: Faults) -> None:
         if faults.storage_latency_seconds and not self.has_storage:
