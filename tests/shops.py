@@ -3,6 +3,7 @@ on 127.0.0.1, as a user and a container start them."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,10 +20,13 @@ START_TIMEOUT_SECONDS = 40.0
 
 
 def free_base_port() -> int:
-    """A base port whose whole seed layout (+0 .. +4) is free right now."""
+    """A base port whose whole seed layout (+0 .. +4) is free right now, below the kernel's range
+    of ephemeral ports: the connections every running service opens take ports from that range,
+    and one could take a port of the layout between this check and the service binding it."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = free_port()
-        if base < 60000 and not busy_ports(service_ports(base).values()):
+        base = random.randrange(10_000, first_ephemeral - 5)
+        if not busy_ports(service_ports(base).values()):
             return base
     raise RuntimeError("no free range of ports found")
 
