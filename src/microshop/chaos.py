@@ -130,10 +130,15 @@ def _targets(service: str | None, host: str, base_port: int, url: str | None) ->
     return {name: _admin_urls(host, base_port)[name]}
 
 
-def _print(faults_by_service: Mapping[str, Faults]) -> None:
+def _call_each_and_print(
+    method: str, targets: Mapping[str, str], sent: Mapping[str, Faults] | None = None
+) -> None:
+    """Makes one admin call to each service (sending it its faults from `sent`, if given) and
+    prints the faults each answers with."""
     table = Table("service", "faults")
-    for name, faults in faults_by_service.items():
-        table.add_row(name, faults.describe())
+    for name, admin in targets.items():
+        answered = _call(method, admin, None if sent is None else sent[name])
+        table.add_row(name, answered.describe())
     console.print(table)
 
 
@@ -145,8 +150,7 @@ def show_command(
     url: UrlOption = None,
 ) -> None:
     """Show the faults switched on in each service."""
-    targets = _targets(service, host, base_port, url)
-    _print({name: _call("GET", admin) for name, admin in targets.items()})
+    _call_each_and_print("GET", _targets(service, host, base_port, url))
 
 
 @chaos_app.command("set")
@@ -177,7 +181,7 @@ def set_command(
     except ValidationError as error:
         fail(str(error.errors(include_url=False)[0]["msg"]), code=USAGE_ERROR)
     targets = _targets(service, host, base_port, url)
-    _print({name: _call("PUT", admin, faults) for name, admin in targets.items()})
+    _call_each_and_print("PUT", targets, dict.fromkeys(targets, faults))
 
 
 @chaos_app.command("clear")
@@ -188,8 +192,7 @@ def clear_command(
     url: UrlOption = None,
 ) -> None:
     """Switch every fault off, in one service or all four."""
-    targets = _targets(service, host, base_port, url)
-    _print({name: _call("DELETE", admin) for name, admin in targets.items()})
+    _call_each_and_print("DELETE", _targets(service, host, base_port, url))
 
 
 @chaos_app.command("scenario")
@@ -210,11 +213,6 @@ def scenario_command(
     if name not in SCENARIOS:
         fail(f"unknown scenario {name!r}; one of: {', '.join(SCENARIOS)}", code=USAGE_ERROR)
     scenario = SCENARIOS[name]
-    urls = _admin_urls(host, base_port)
-    _print(
-        {
-            service: _call("PUT", urls[service], scenario.faults.get(service, HEALTHY))
-            for service in SERVICES
-        }
-    )
+    sent = {service: scenario.faults.get(service, HEALTHY) for service in SERVICES}
+    _call_each_and_print("PUT", _admin_urls(host, base_port), sent)
     console.print(f"{name}: {scenario.summary}", highlight=False)
