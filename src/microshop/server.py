@@ -208,8 +208,6 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         if self._reading_head:
-            if self._deadline is None:
-                self._set_deadline(self.settings.header_timeout, self._head_timed_out)
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -228,6 +226,13 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._reading_head and self._head_bytes > self.settings.max_header_bytes:
             self._refuse(self._head_too_large())
+        elif self._deadline is None and not self.transport.is_closing():
+            # Only a request left unfinished by this read needs a deadline: most arrive whole in
+            # one read, and then no timer is made for them at all.
+            if not self._reading_head:
+                self._set_deadline(self.settings.body_timeout, self._body_timed_out)
+            elif self._head_bytes:
+                self._set_deadline(self.settings.header_timeout, self._head_timed_out)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(Problem(400, msg))
@@ -244,7 +249,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if head_size > self.settings.max_header_bytes:
             raise _RequestRefused(self._head_too_large())
         self._reading_head = False
-        self._set_deadline(self.settings.body_timeout, self._body_timed_out)
+        self._clear_deadline()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
