@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import RequestError
 
 from microshop.ports import port_holder, port_is_free
 from microshop.services import (
@@ -147,9 +148,7 @@ class Supervisor:
             managed.output_tail.append(line)
             self.output(managed.spec.name, [line])
 
-    async def wait_until(
-        self, managed: ManagedProcess, session: aiohttp.ClientSession, path: str
-    ) -> None:
+    async def wait_until(self, managed: ManagedProcess, client: Client, path: str) -> None:
         """Until the service answers `path` with 200; a StartError if it exits or takes too long."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -160,12 +159,11 @@ class Supervisor:
                 if managed.pump is not None:
                     await managed.pump
                 raise StartError(self.failure_report(managed, "exited during start-up"))
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(
-                    managed.url + path, timeout=aiohttp.ClientTimeout(total=1)
-                ) as response:
-                    if response.status == 200:
-                        return
+            with contextlib.suppress(RequestError, TimeoutError):
+                async with asyncio.timeout(1):
+                    response = await client.get(managed.url + path).build().send()
+                if response.status == 200:
+                    return
             await asyncio.sleep(0.05)
         raise StartError(
             self.failure_report(managed, f"not ready after {READY_TIMEOUT_SECONDS:g} s")
@@ -179,14 +177,14 @@ class Supervisor:
         """Starts every service and returns once all are ready; stops them all if one is not."""
         self._check_ports_are_free()
         try:
-            async with aiohttp.ClientSession() as session:
+            async with ClientBuilder().build() as client:
                 # Each after the services it calls are up, so that none starts by failing to
                 # reach another.
                 for managed in self.processes.values():
                     await self.spawn(managed)
-                    await self.wait_until(managed, session, "/healthz")
+                    await self.wait_until(managed, client, "/healthz")
                 for managed in self.processes.values():
-                    await self.wait_until(managed, session, "/readyz")
+                    await self.wait_until(managed, client, "/readyz")
             self.started = True
             self.write_state()
         except BaseException:
