@@ -1,7 +1,8 @@
 """Calls between services: one pooled keep-alive session, a timeout on every call, bounded retries.
 
 Only calls that are safe to repeat are retried (GET, or a POST the caller marks idempotent
-because it carries an idempotency key), and only when the connection failed before an answer.
+because it carries an idempotency key), and only when a call got no answer (a refused, dropped or
+broken connection); a call that ran out of time is a 504, never repeated.
 """
 
 import asyncio
