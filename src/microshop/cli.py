@@ -1,8 +1,8 @@
 """The `microshop` command: a thin layer over the server and the local supervisor.
 
-Each command imports what only it needs when it runs: every service's process is started as
-`microshop serve`, and holds for its lifetime whatever this module imports (the load generator's
-and the supervisor's aiohttp alone are 20 MB).
+Every service's process is started as `microshop serve`, and holds for its lifetime whatever
+this module imports: `bench` and `load` import their load generators (and aiohttp, 10 MB) only
+when they run.
 """
 
 import os
@@ -10,7 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import orjson
 import typer
@@ -19,14 +19,17 @@ from rich.table import Table
 
 from microshop import __version__
 from microshop.chaos import chaos_app
+from microshop.common.identities import identity_environments, new_tokens
 from microshop.common.settings import ConfigurationError, Storage, load_settings
+from microshop.sandbox import SandboxError
+from microshop.sandbox.blueprint import load_launches
 from microshop.sandbox.cli import sandbox_app
 from microshop.server import serve
 from microshop.services import SERVICES, resolve
+from microshop.services.db.repository import StorageUnavailable
+from microshop.services.db.storage import migrate
+from microshop.supervisor import Launch, StartError, Supervisor, run_until_signalled
 from microshop.terminal import USAGE_ERROR, command_name, console, fail
-
-if TYPE_CHECKING:
-    from microshop.supervisor import Launch
 
 app = typer.Typer(
     help="microshop: a microservices shop on your laptop and on Kubernetes.",
@@ -88,9 +91,6 @@ app.add_typer(chaos_app, name="chaos")
 @db_app.command("migrate")
 def migrate_command() -> None:
     """Bring the configured database's schema up to date (the db service also does at start-up)."""
-    from microshop.services.db.repository import StorageUnavailable
-    from microshop.services.db.storage import migrate
-
     try:
         settings = load_settings()
     except ConfigurationError as error:
@@ -178,11 +178,8 @@ def load_command(
         json_file.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
 
 
-def with_identities(launches: dict[str, "Launch"]) -> dict[str, "Launch"]:
+def with_identities(launches: dict[str, Launch]) -> dict[str, Launch]:
     """Every service's launch with a new identity's variables, under what a blueprint sets."""
-    from microshop.common.identities import identity_environments, new_tokens
-    from microshop.supervisor import Launch
-
     identities = identity_environments(new_tokens())
     return {
         name: Launch(launch.command, launch.directory, {**identities[name], **launch.environment})
@@ -202,8 +199,6 @@ def identities_command(
     Each file holds one service's variables and nothing of another's: give it to that service
     only (a Kubernetes Secret each, or `--env-file`), and delete the files once they are in place.
     """
-    from microshop.common.identities import identity_environments, new_tokens
-
     paths = {name: directory / f"{name}.env" for name in SERVICES}
     existing = [str(path) for path in paths.values() if path.exists()]
     if existing:
@@ -280,10 +275,6 @@ def up_command(
     ] = False,
 ) -> None:
     """Start all four services on 127.0.0.1 and keep them running until Ctrl-C."""
-    from microshop.sandbox import SandboxError
-    from microshop.sandbox.blueprint import load_launches
-    from microshop.supervisor import StartError, Supervisor, run_until_signalled
-
     environment = {"MICROSHOP_STORAGE": storage.value}
     flags = {"storage": "--storage"}  # the settings given as options, named as typed
     if data_dir is not None:

@@ -177,6 +177,26 @@ def test_slowloris_connections_get_408_and_are_closed_in_time(db: ServiceProcess
     assert "headers did not arrive" in str(answers[0].problem()["detail"])
 
 
+def test_a_later_head_that_stops_arriving_on_a_kept_alive_connection_gets_408(
+    db: ServiceProcess,
+) -> None:
+    """A request after the first on a connection has its own deadline, from its first bytes."""
+    with socket.create_connection(("127.0.0.1", db.port), timeout=10) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: db\r\n\r\n")
+        raw = b""
+        while not raw.endswith(b"}"):  # the whole answer, a JSON object
+            raw += receive(connection)
+        assert parse(raw, 0).status == 200
+        time.sleep(HEADER_TIMEOUT + 0.2)  # idle between requests: no deadline runs then
+        started = time.monotonic()
+        connection.sendall(b"GET /orders HTTP/1.1\r\nHost: db\r\n")
+        answer = read_until_closed(connection, started, timeout=HEADER_TIMEOUT + SLACK_SECONDS)
+
+    assert answer.status == 408
+    assert "headers did not arrive" in str(answer.problem()["detail"])
+    assert answer.seconds > HEADER_TIMEOUT - 0.1
+
+
 def test_a_body_that_stops_arriving_gets_408_and_the_connection_is_closed(
     db: ServiceProcess,
 ) -> None:

@@ -155,3 +155,21 @@ def test_identities_never_overwrite_earlier_ones(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "never overwritten" in again.stderr
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == before
+
+
+def test_a_service_process_does_not_hold_the_load_generators() -> None:
+    """`microshop serve` keeps whatever the CLI imports: the load generators and their aiohttp
+    (10 MB) are imported by `bench` and `load` only."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, microshop.cli; print(sorted({'aiohttp', 'microshop.bench', "
+            "'microshop.load'} & sys.modules.keys()))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
