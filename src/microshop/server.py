@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 import httptools
 import orjson
 import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from microshop.common.app import Service
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import Problem, problem_response
 from microshop.common.logs import configure_logging
 from microshop.common.settings import Settings
@@ -337,9 +337,9 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def build_app(spec: ServiceSpec, settings: Settings) -> Starlette:
+def build_app(spec: ServiceSpec, settings: Settings) -> ServiceApp:
     module = importlib.import_module(spec.module)
-    app: Starlette = module.create(settings)
+    app: ServiceApp = module.create(settings)
     return app
 
 
@@ -350,7 +350,7 @@ def serve(spec: ServiceSpec, settings: Settings) -> None:
     run(build_app(spec, settings), settings)
 
 
-def run(app: Starlette, settings: Settings) -> None:
+def run(app: ServiceApp, settings: Settings) -> None:
     """Serves a `create_app` app until SIGTERM or SIGINT, then stops gracefully."""
     assert settings.port is not None, "the caller chooses the port"
     config = uvicorn.Config(
@@ -366,4 +366,4 @@ def run(app: Starlette, settings: Settings) -> None:
         timeout_graceful_shutdown=settings.shutdown_timeout,
         backlog=2048,
     )
-    GracefulServer(config, app.state.service, settings.drain_seconds).run()
+    GracefulServer(config, app.service, settings.drain_seconds).run()

@@ -83,7 +83,7 @@ def test_unknown_route_and_method_are_problems(db: TestClient) -> None:
 
 def test_readyz_fails_while_draining(db: TestClient) -> None:
     assert db.get("/readyz").status_code == 200
-    db.app.state.service.draining = True  # type: ignore[attr-defined]
+    db.app.service.draining = True  # type: ignore[attr-defined]
     assert db.get("/readyz").status_code == 503
 
 
@@ -94,7 +94,7 @@ def test_an_unexpected_error_is_a_500_problem_that_names_its_request(tmp_path: P
         raise RuntimeError("the disk caught fire")
 
     with TestClient(app, raise_server_exceptions=False) as client:
-        app.state.service.repository.ping = broken
+        app.service.repository.ping = broken
         response = client.get("/readyz", headers={"X-Request-ID": "fire-1"})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

@@ -30,11 +30,11 @@ def test_the_public_gateway_takes_faults_only_from_its_own_machine(
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
     assert visitor.get("/admin/faults").status_code == 403
-    assert not app.state.service.faults.faults.active
+    assert not app.service.faults.faults.active
 
     local = TestClient(app, client=("127.0.0.1", 40000))
     assert local.put("/admin/faults", json=BREAK).status_code == 200
-    assert app.state.service.faults.faults.error_rate == 1
+    assert app.service.faults.faults.error_rate == 1
 
 
 def test_without_internal_auth_an_internal_service_takes_faults_like_any_call(

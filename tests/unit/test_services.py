@@ -6,9 +6,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from microshop.common.asgi import ServiceApp
 from microshop.common.settings import Settings
 from microshop.ports import free_port
 from microshop.services.gateway.app import create as create_gateway
@@ -18,7 +18,7 @@ from microshop.services.payments.app import create as create_payments
 
 ORDER = {"item": "t-shirt", "price": 100, "customer": "Gregor"}
 
-AppFactory = Callable[[Settings], Starlette]
+AppFactory = Callable[[Settings], ServiceApp]
 ClientFactory = Callable[[AppFactory], TestClient]
 
 

@@ -1,8 +1,8 @@
-"""The app factory: every service is a `Service` subclass turned into a Starlette app the same way.
+"""The app factory: every service is a `Service` subclass turned into a `ServiceApp` the same way.
 
 Reading one service teaches the others: each adds its routes and, where it has one, its start-up,
-shutdown and readiness check; health, readiness, metrics, OpenAPI, errors, request ids and access
-logs come from here.
+shutdown and readiness check; health, readiness, metrics, OpenAPI, errors, internal auth, request
+ids and access logs come from here and from common/asgi.py.
 """
 
 import logging
@@ -10,28 +10,17 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from microshop import __version__
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import EXCEPTION_HANDLERS, ExceptionHandler, Problem
-from microshop.common.faults import (
-    HEALTHY,
-    FaultAdmin,
-    FaultInjectionMiddleware,
-    Faults,
-    FaultSwitch,
-)
+from microshop.common.faults import HEALTHY, FaultAdmin, Faults, FaultSwitch
+from microshop.common.guards import Guard, ServiceIdentityGuard, internal_token_guard
 from microshop.common.http_client import HttpSession, ServiceClient
 from microshop.common.metrics import ServiceMetrics
-from microshop.common.middleware import (
-    InternalAuthMiddleware,
-    RequestContextMiddleware,
-    ServiceIdentityMiddleware,
-)
 from microshop.common.openapi import build_openapi, docs_page, share_allowed_methods
 from microshop.common.responses import JSONResponse
 from microshop.common.settings import Settings
@@ -65,8 +54,8 @@ class Service:
         """Errors of this service's own kinds, turned into answers."""
         return {}
 
-    def middleware(self) -> Sequence[Middleware]:
-        """Middleware of this service only, inside the shared ones."""
+    def guards(self) -> Sequence[Guard]:
+        """Who may call this service, checked after the shared internal auth."""
         return ()
 
     def initial_faults(self) -> Faults:
@@ -102,7 +91,7 @@ class Service:
         return JSONResponse(answer)
 
 
-def create_app(service: Service) -> Starlette:
+def create_app(service: Service) -> ServiceApp:
     own_routes = list(service.routes())
     share_allowed_methods(own_routes)
     settings = service.settings
@@ -121,7 +110,7 @@ def create_app(service: Service) -> Starlette:
         return HTMLResponse(page)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: object) -> AsyncIterator[None]:
         await service.start()
         logger.info("%s %s ready on port %s", service.name, __version__, service.settings.port)
         try:
@@ -131,7 +120,7 @@ def create_app(service: Service) -> Starlette:
             logger.info("%s stopped", service.name)
 
     routes: list[BaseRoute] = [
-        *own_routes,  # first: the router tries routes in order, and these are the busy ones
+        *own_routes,
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.metrics.endpoint, methods=["GET"]),
@@ -139,28 +128,16 @@ def create_app(service: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
     ]
     routes += FaultAdmin(service.faults, settings, service.public).routes()
-    middleware = [
-        Middleware(
-            RequestContextMiddleware,
-            metrics=service.metrics,
-            tracer=service.tracer,
-            draining=lambda: service.draining,
-        )
-    ]
-    middleware.extend(_internal_auth(service))
-    middleware.append(Middleware(FaultInjectionMiddleware, switch=service.faults))
-    middleware.extend(service.middleware())
-    app = Starlette(
-        routes=routes,
-        middleware=middleware,
+    return ServiceApp(
+        service,
+        routes,
         exception_handlers={**EXCEPTION_HANDLERS, **service.exception_handlers()},
+        guards=[*_internal_auth(service), *service.guards()],
         lifespan=lifespan,
     )
-    app.state.service = service
-    return app
 
 
-def _internal_auth(service: Service) -> list[Middleware]:
+def _internal_auth(service: Service) -> list[Guard]:
     """Who may call an internal service: with per-service identities (a service token or caller
     digests set) only its callers, each on its own routes; with the shared token, whoever holds
     it; with neither, anyone, as in the seed."""
@@ -177,17 +154,9 @@ def _internal_auth(service: Service) -> list[Middleware]:
             )
         digests = {name: bytes.fromhex(digest) for name, digest in settings.caller_digests.items()}
         grants = PERMITTED_CALLERS.get(service.name, {})
-        return [
-            Middleware(
-                ServiceIdentityMiddleware,
-                service=service.name,
-                caller_digests=digests,
-                grants=grants,
-            )
-        ]
+        return [ServiceIdentityGuard(service.name, digests, grants)]
     if settings.internal_token is not None:
-        token = settings.internal_token.get_secret_value()
-        return [Middleware(InternalAuthMiddleware, token=token)]
+        return [internal_token_guard(settings.internal_token.get_secret_value())]
     return []
 
 

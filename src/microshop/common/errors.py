@@ -1,6 +1,5 @@
 """RFC 9457 problem details: the one shape every error of every service takes."""
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -11,8 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from microshop.common.responses import ProblemResponse
-
-logger = logging.getLogger("microshop.errors")
 
 
 class Problem(Exception):
@@ -77,17 +74,11 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(validation_problem(exc), request)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """The last resort, for errors outside a request's context (the middleware answers the rest)."""
-    logger.exception("unhandled error", exc_info=exc)
-    return problem_response(Problem(500, "An unexpected error occurred."), request)
-
-
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
     Problem: handle_problem,
     HTTPException: handle_http_exception,
     ValidationError: handle_validation_error,
-    Exception: handle_unexpected,
 }
+"""Errors every service answers; what none of them knows is a 500, answered by common/asgi.py."""

@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from microshop.common.errors import Problem, problem_response
+from microshop.common.errors import Problem
 from microshop.common.identities import token_digest
 from microshop.common.inputs import read_model
 from microshop.common.metrics import ServiceMetrics
@@ -134,36 +133,26 @@ class FaultSwitch:
         else:
             logger.info("faults cleared for %s", self.service)
 
-    async def before_storage_call(self) -> None:
-        if self.faults.storage_latency_seconds:
-            await asyncio.sleep(self.faults.storage_latency_seconds)
-
-
-class FaultInjectionMiddleware:
-    """Slows down and fails requests as the switch says; costs one attribute read when off."""
-
-    def __init__(self, app: ASGIApp, switch: FaultSwitch) -> None:
-        self.app = app
-        self.switch = switch
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        faults = self.switch.faults
-        if faults is HEALTHY or scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
-            await self.app(scope, receive, send)
+    async def before_request(self, path: str) -> None:
+        """Slows down the request, or fails it with a `Problem`, as the faults say; costs one
+        attribute read when they are off."""
+        faults = self.faults
+        if faults is HEALTHY or path in EXEMPT_PATHS:
             return
         delay = faults.request_delay()
         if delay:
             await asyncio.sleep(delay)
         if faults.error_rate and faults.fails_now():
-            self.switch.injected.labels(str(faults.error_status)).inc()
-            problem = Problem(
+            self.injected.labels(str(faults.error_status)).inc()
+            raise Problem(
                 faults.error_status,
-                f"Failure injected on {self.switch.service} (see /admin/faults).",
+                f"Failure injected on {self.service} (see /admin/faults).",
                 headers={"Retry-After": "1"} if faults.error_status == 503 else None,
             )
-            await problem_response(problem, Request(scope))(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+
+    async def before_storage_call(self) -> None:
+        if self.faults.storage_latency_seconds:
+            await asyncio.sleep(self.faults.storage_latency_seconds)
 
 
 def _from_loopback(request: Request) -> bool:

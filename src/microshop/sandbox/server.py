@@ -19,15 +19,14 @@ from importlib.resources import files
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from microshop.common.app import Service
 from microshop.common.errors import ExceptionHandler, Problem, problem_response
+from microshop.common.guards import QUIET_PATHS, BearerTokenGuard, Guard
 from microshop.common.inputs import read_model, read_query
-from microshop.common.middleware import QUIET_PATHS, BearerTokenMiddleware
 from microshop.common.openapi import ApiRoute
 from microshop.common.responses import PAGE_HEADERS, JSONResponse
 from microshop.common.settings import Settings, Storage
@@ -277,11 +276,10 @@ class SandboxServer(Service):
             ),
         ]
 
-    def middleware(self) -> Sequence[Middleware]:
+    def guards(self) -> Sequence[Guard]:
         return [
-            Middleware(
-                BearerTokenMiddleware,
-                token=self.config.token,
+            BearerTokenGuard(
+                self.config.token,
                 open_paths=OPEN_PATHS,
                 refusal="Send the sandbox server's token as `Authorization: Bearer <token>`.",
             )

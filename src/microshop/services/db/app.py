@@ -4,12 +4,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import ExceptionHandler, Problem, problem_response
 from microshop.common.inputs import (
     IDEMPOTENCY_HEADER,
@@ -195,5 +195,5 @@ class DbService(Service):
         )
 
 
-def create(settings: Settings) -> Starlette:
+def create(settings: Settings) -> ServiceApp:
     return create_app(DbService(settings))

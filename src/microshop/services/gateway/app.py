@@ -4,12 +4,12 @@ import uuid
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import Problem
 from microshop.common.inputs import (
     IDEMPOTENCY_HEADER,
@@ -167,5 +167,5 @@ def _query_parameters(query: OrderListQuery) -> dict[str, str]:
     }
 
 
-def create(settings: Settings) -> Starlette:
+def create(settings: Settings) -> ServiceApp:
     return create_app(Gateway(settings))

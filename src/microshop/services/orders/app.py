@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app, relay
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import Problem
 from microshop.common.http_client import DownstreamTimeout, DownstreamUnavailable
 from microshop.common.inputs import (
@@ -279,5 +279,5 @@ class OrderService(Service):
         return ReceivedPlacement(order=order.settled_by(transaction), transaction=transaction)
 
 
-def create(settings: Settings) -> Starlette:
+def create(settings: Settings) -> ServiceApp:
     return create_app(OrderService(settings))

@@ -5,12 +5,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from prometheus_client import Counter
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from microshop.common.app import Service, create_app
+from microshop.common.asgi import ServiceApp
 from microshop.common.errors import Problem
 from microshop.common.faults import Faults
 from microshop.common.inputs import order_not_found, read_model, read_query
@@ -164,5 +164,5 @@ class PaymentService(Service):
         return order.amount
 
 
-def create(settings: Settings) -> Starlette:
+def create(settings: Settings) -> ServiceApp:
     return create_app(PaymentService(settings))
