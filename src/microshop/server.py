@@ -363,6 +363,10 @@ def run(app: ServiceApp, settings: Settings) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Only a public service can have a proxy on its own machine whose X-Forwarded-For names
+        # the visitor; an internal service's callers are the shop's services, so uvicorn's
+        # proxy-header middleware would read every request's headers for nothing.
+        proxy_headers=app.service.public,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         backlog=2048,
     )

@@ -32,9 +32,8 @@ class ArchivedItemMissing(ItemMissing):
 
 
 def _refuse_visitors(scope: Scope) -> Problem | None:
-    for name, value in scope["headers"]:
-        if name == b"x-visitor":
-            return Problem(403, f"Visitors may not call {scope['path']}.")
+    if any(name == b"x-visitor" for name, _ in scope["headers"]):
+        return Problem(403, f"Visitors may not call {scope['path']}.")
     return None
 
 
