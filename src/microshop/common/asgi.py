@@ -84,17 +84,19 @@ class ServiceApp:
         lifespan: Lifespan[Any],
     ) -> None:
         self.service = service
+        self.routes = tuple(routes)
+        """Every route the app serves, in the order the router tries them."""
+        self.router = Router(list(routes), lifespan=lifespan)
+        """Starlette's router: the routes that are not called directly, and the lifespan."""
         self._guards = tuple(guards)
         self._exception_handlers = dict(exception_handlers)
         self._direct = _direct_routes(routes)
-        self._router = ExceptionMiddleware(
-            Router(list(routes), lifespan=lifespan), handlers=self._exception_handlers
-        )
+        self._routed = ExceptionMiddleware(self.router, handlers=self._exception_handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self  # the router then raises its 404 and 405 for the handlers to answer
         if scope["type"] != "http":
-            await self._router(scope, receive, send)
+            await self._routed(scope, receive, send)
             return
         service = self.service
         request_id, parent = _incoming_context(scope)
@@ -126,7 +128,7 @@ class ServiceApp:
                 try:
                     await self._admit(scope)
                     if route is None:
-                        await self._router(scope, receive, send_with_context)
+                        await self._routed(scope, receive, send_with_context)
                         return
                     response = await route.endpoint(request)
                 except Exception as error:
