@@ -122,7 +122,7 @@ class ServiceApp:
                     message["headers"] = [*message.get("headers", ()), *context_headers]
                 await send(message)
 
-            service.metrics.in_flight.inc()
+            service.metrics.in_flight += 1
             try:
                 request = Request(scope, receive)
                 try:
@@ -145,7 +145,7 @@ class ServiceApp:
                 problem = problem_response(Problem(500, "An unexpected error occurred."), request)
                 await problem(scope, receive, send_with_context)
             finally:
-                service.metrics.in_flight.dec()
+                service.metrics.in_flight -= 1
                 elapsed = time.perf_counter() - started
                 if route is None:
                     route_path = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
