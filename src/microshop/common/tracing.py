@@ -9,10 +9,10 @@ OpenTelemetry code is imported at all.
 import logging
 import os
 import random
+import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger("microshop.tracing")
@@ -20,42 +20,70 @@ logger = logging.getLogger("microshop.tracing")
 OTLP_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
-@dataclass(frozen=True, slots=True)
 class SpanContext:
-    trace_id: str
-    span_id: str
-    sampled: bool = True
+    """The ids of a span, and the `traceparent` header that carries it on.
 
-    @property
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+    A plain class with slots: two are made for every request and one for every call, and a
+    frozen dataclass sets each field through `object.__setattr__`.
+    """
+
+    __slots__ = ("sampled", "span_id", "trace_id", "traceparent")
+
+    def __init__(self, trace_id: str, span_id: str, sampled: bool = True) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.traceparent = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpanContext) and self.traceparent == other.traceparent
+
+    def __hash__(self) -> int:
+        return hash(self.traceparent)
+
+    def __repr__(self) -> str:
+        return f"SpanContext({self.traceparent!r})"
 
 
 def random_hex(bits: int) -> str:
     """A random, never-zero id. Not a secret: no system call to the kernel's generator for it."""
-    return f"{random.getrandbits(bits) | 1:0{bits // 4}x}"
+    return (random.getrandbits(bits) | 1).to_bytes(bits // 8).hex()
 
 
 current_span: ContextVar[SpanContext | None] = ContextVar("current_span", default=None)
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
 
 
 def parse_traceparent(value: str | None) -> SpanContext | None:
     """A valid version-00 `traceparent`, or None (then the request starts a new trace)."""
     if not value:
         return None
-    parts = value.strip().lower().split("-")
-    if len(parts) != 4 or parts[0] != "00":
+    match = _TRACEPARENT.fullmatch(value.strip().lower())
+    if match is None:
         return None
-    _, trace_id, span_id, flags = parts
-    if len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
-        return None
-    try:
-        int(trace_id, 16), int(span_id, 16), int(flags, 16)
-    except ValueError:
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
+    trace_id, span_id, flags = match.groups()
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
     return SpanContext(trace_id, span_id, sampled=bool(int(flags, 16) & 1))
+
+
+class _Span:
+    """A span that is not exported: it only makes its ids the current ones while it lasts."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: SpanContext) -> None:
+        self._context = context
+
+    def __enter__(self) -> SpanContext:
+        self._token = current_span.set(self._context)
+        return self._context
+
+    def __exit__(self, *exception: object) -> None:
+        current_span.reset(self._token)
 
 
 class Tracer:
@@ -73,17 +101,20 @@ class Tracer:
         if self.provider is not None:
             self.provider.shutdown()
 
-    @contextmanager
-    def span(self, name: str, parent: SpanContext | None, kind: str) -> Iterator[SpanContext]:
+    def span(
+        self, name: str, parent: SpanContext | None, kind: str
+    ) -> AbstractContextManager[SpanContext]:
+        """A span continuing `parent` (or a new trace); its context is `current_span` inside."""
         if self.otel_tracer is None:
-            trace_id = parent.trace_id if parent else random_hex(128)
-            context = SpanContext(trace_id, random_hex(64), parent.sampled if parent else True)
-            token = current_span.set(context)
-            try:
-                yield context
-            finally:
-                current_span.reset(token)
-            return
+            if parent is None:
+                return _Span(SpanContext(random_hex(128), random_hex(64)))
+            return _Span(SpanContext(parent.trace_id, random_hex(64), parent.sampled))
+        return self._exported_span(name, parent, kind)
+
+    @contextmanager
+    def _exported_span(
+        self, name: str, parent: SpanContext | None, kind: str
+    ) -> Iterator[SpanContext]:
         with otel_span(self.otel_tracer, name, parent, kind) as context:
             token = current_span.set(context)
             try:
