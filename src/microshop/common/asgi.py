@@ -49,7 +49,7 @@ def _incoming_context(scope: Scope) -> tuple[str, SpanContext | None]:
             if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isprintable():
                 request_id = text
         elif name == b"traceparent":
-            parent = parse_traceparent(value.decode("latin-1"))
+            parent = parse_traceparent(value)
     return request_id or random_hex(128), parent
 
 
@@ -126,7 +126,11 @@ class ServiceApp:
             try:
                 request = Request(scope, receive)
                 try:
-                    await self._admit(scope)
+                    refusal = self._refusal(scope)
+                    if refusal is not None:
+                        raise refusal
+                    if service.faults.switched_on:
+                        await service.faults.before_request(path)
                     if route is None:
                         await self._routed(scope, receive, send_with_context)
                         return
@@ -156,13 +160,13 @@ class ServiceApp:
                     access_log.write(method, path, status, elapsed)
                 request_id_var.reset(request_id_token)
 
-    async def _admit(self, scope: Scope) -> None:
-        """Raises the `Problem` that refuses this request: a guard's, or a fault's."""
+    def _refusal(self, scope: Scope) -> Problem | None:
+        """The `Problem` of the first guard that refuses this request, if one does."""
         for guard in self._guards:
             refusal = guard(scope)
             if refusal is not None:
-                raise refusal
-        await self.service.faults.before_request(scope["path"])
+                return refusal
+        return None
 
     async def _answer_error(self, request: Request, error: Exception) -> Response:
         """The answer of the handler registered for the error's class or its nearest base;

@@ -133,6 +133,11 @@ class FaultSwitch:
         else:
             logger.info("faults cleared for %s", self.service)
 
+    @property
+    def switched_on(self) -> bool:
+        """Whether any fault is on; while none is, a request need not ask `before_request`."""
+        return self.faults is not HEALTHY
+
     async def before_request(self, path: str) -> None:
         """Slows down the request, or fails it with a `Problem`, as the faults say; costs one
         attribute read when they are off."""

@@ -21,25 +21,30 @@ OTLP_ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 class SpanContext:
-    """The ids of a span, and the `traceparent` header that carries it on.
+    """The ids of a span. A plain class with slots: two are made for every request and one for
+    every call, and a frozen dataclass sets each field through `object.__setattr__`."""
 
-    A plain class with slots: two are made for every request and one for every call, and a
-    frozen dataclass sets each field through `object.__setattr__`.
-    """
-
-    __slots__ = ("sampled", "span_id", "trace_id", "traceparent")
+    __slots__ = ("sampled", "span_id", "trace_id")
 
     def __init__(self, trace_id: str, span_id: str, sampled: bool = True) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.sampled = sampled
-        self.traceparent = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+
+    @property
+    def traceparent(self) -> str:
+        """The header that carries this span on, to the client or to the next service."""
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SpanContext) and self.traceparent == other.traceparent
+        return isinstance(other, SpanContext) and (
+            self.trace_id,
+            self.span_id,
+            self.sampled,
+        ) == (other.trace_id, other.span_id, other.sampled)
 
     def __hash__(self) -> int:
-        return hash(self.traceparent)
+        return hash((self.trace_id, self.span_id, self.sampled))
 
     def __repr__(self) -> str:
         return f"SpanContext({self.traceparent!r})"
@@ -52,22 +57,23 @@ def random_hex(bits: int) -> str:
 
 current_span: ContextVar[SpanContext | None] = ContextVar("current_span", default=None)
 
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_ZERO_TRACE_ID = "0" * 32
-_ZERO_SPAN_ID = "0" * 16
+_TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE_ID = b"0" * 32
+_ZERO_SPAN_ID = b"0" * 16
 
 
-def parse_traceparent(value: str | None) -> SpanContext | None:
-    """A valid version-00 `traceparent`, or None (then the request starts a new trace)."""
-    if not value:
-        return None
-    match = _TRACEPARENT.fullmatch(value.strip().lower())
+def parse_traceparent(value: bytes) -> SpanContext | None:
+    """A valid version-00 `traceparent` header, or None (then the request starts a new trace).
+
+    Read as it arrived first: the shop's services send it exactly so; any other sender's is
+    read again without surrounding spaces and in lower case."""
+    match = _TRACEPARENT.fullmatch(value) or _TRACEPARENT.fullmatch(value.strip().lower())
     if match is None:
         return None
     trace_id, span_id, flags = match.groups()
     if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
-    return SpanContext(trace_id, span_id, sampled=bool(int(flags, 16) & 1))
+    return SpanContext(trace_id.decode(), span_id.decode(), sampled=bool(int(flags, 16) & 1))
 
 
 class _Span:
