@@ -18,6 +18,12 @@ ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
 LEVEL_COLORS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
 
 
+def _hundredths(milliseconds: float) -> float:
+    """A duration to 0.01 ms: `round(x, 2)` goes through decimal text and costs several times
+    as much."""
+    return round(milliseconds * 100) / 100
+
+
 class JSONFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -41,16 +47,20 @@ class JSONFormatter(logging.Formatter):
 
     def format_access(self, method: str, path: str, status: int, duration_ms: float) -> str:
         """The line `format` makes of an access record, made without one."""
-        entry = self._entry(
-            time.time(),
-            "info",
-            request_id_var.get(),
-            f"{method} {path} {status} {duration_ms:.1f}ms",
-        )
-        entry["method"] = method
-        entry["path"] = path
-        entry["status"] = status
-        entry["duration_ms"] = round(duration_ms, 2)
+        entry: dict[str, Any] = {
+            "time": self._timestamp(time.time()),
+            "level": "info",
+            "service": self.service,
+            "request_id": request_id_var.get(),
+            "message": f"{method} {path} {status} {duration_ms:.1f}ms",
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": _hundredths(duration_ms),
+        }
+        span = current_span.get()
+        if span is not None:
+            entry["trace_id"] = span.trace_id
         return orjson.dumps(entry).decode()
 
     def _entry(
@@ -75,8 +85,10 @@ class JSONFormatter(logging.Formatter):
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        milliseconds = int((created - second) * 1000)
-        return f"{self._second_text}.{milliseconds:03d}+00:00"
+        return self._second_text + _MILLISECOND_SUFFIXES[int((created - second) * 1000)]
+
+
+_MILLISECOND_SUFFIXES = [f".{millisecond:03d}+00:00" for millisecond in range(1000)]
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -186,7 +198,7 @@ class AccessLog:
                     "method": method,
                     "path": path,
                     "status": status,
-                    "duration_ms": round(duration_ms, 2),
+                    "duration_ms": _hundredths(duration_ms),
                 },
             )
             return
