@@ -19,6 +19,7 @@ from pydantic import BaseModel, HttpUrl, TypeAdapter, ValidationError
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectTimeoutError, RequestError, RequestTimeoutError
 
+from microshop import __version__
 from microshop.common.errors import Problem
 from microshop.common.logs import request_id_var
 from microshop.common.metrics import ServiceMetrics
@@ -146,6 +147,13 @@ class HttpSession:
             # Below the servers' keep-alive (uvicorn's and Node's 5 s): an idle connection is
             # dropped here before its server closes it under a request.
             .pool_idle_timeout(timedelta(seconds=POOL_IDLE_SECONDS))
+            # The shop's answers are small and never compressed: no Accept-Encoding to send,
+            # nor a decompressing layer on every answer.
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .user_agent(f"microshop/{__version__}")
         )
         # This service's own identity when it has one, else the token all services share.
         token = self.settings.service_token or self.settings.internal_token
