@@ -47,15 +47,22 @@ PRAGMAS = (
 )
 
 
-@contextmanager
-def sqlite_errors() -> Iterator[None]:
-    """A locked, full or unreadable database file is unavailable storage, not a crash."""
-    try:
-        yield
-    except sqlite3.IntegrityError:
-        raise
-    except sqlite3.Error as error:
-        raise StorageUnavailable(str(error)) from error
+class _SqliteErrors:
+    """A locked, full or unreadable database file is unavailable storage, not a crash.
+
+    A class rather than a generator: it is entered around every statement and transaction."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: object
+    ) -> None:
+        if isinstance(error, sqlite3.Error) and not isinstance(error, sqlite3.IntegrityError):
+            raise StorageUnavailable(str(error)) from error
+
+
+sqlite_errors = _SqliteErrors()
 
 
 class SqliteRepository:
@@ -71,7 +78,7 @@ class SqliteRepository:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with sqlite_errors():
+        with sqlite_errors:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self.connection
@@ -81,7 +88,7 @@ class SqliteRepository:
             self.connection.execute("COMMIT")
 
     def query(self, sql: str, *parameters: Any) -> list[sqlite3.Row]:
-        with sqlite_errors():
+        with sqlite_errors:
             return self.connection.execute(sql, parameters).fetchall()
 
     def schema_revision(self) -> str | None:
@@ -103,7 +110,7 @@ class SqliteRepository:
         if self.path is None:
             from microshop.services.db.database import upgrade_sqlite
 
-            with sqlite_errors():
+            with sqlite_errors:
                 upgrade_sqlite(lambda: self.connection)
             return
         migration = await asyncio.create_subprocess_exec(
