@@ -226,13 +226,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._reading_head and self._head_bytes > self.settings.max_header_bytes:
             self._refuse(self._head_too_large())
-        elif self._deadline is None and not self.transport.is_closing():
+        elif (
             # Only a request left unfinished by this read needs a deadline: most arrive whole in
             # one read, and then no timer is made for them at all.
-            if not self._reading_head:
-                self._set_deadline(self.settings.body_timeout, self._body_timed_out)
-            elif self._head_bytes:
+            self._deadline is None
+            and (self._head_bytes or not self._reading_head)
+            and not self.transport.is_closing()
+        ):
+            if self._reading_head:
                 self._set_deadline(self.settings.header_timeout, self._head_timed_out)
+            else:
+                self._set_deadline(self.settings.body_timeout, self._body_timed_out)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(Problem(400, msg))
