@@ -295,5 +295,18 @@ class ReceivedPlacement(BaseModel):
         return (self.order and self.order.status) or OrderStatus.PENDING
 
 
+class ReceivedOrderId(BaseModel):
+    """Only an order's id: all the gateway reads of a placement it passes on untouched."""
+
+    id: OrderId
+
+
+class ReceivedPlacementId(BaseModel):
+    """A placement answered by order-service, read for its order's id alone (the seed's
+    order-service sends no order: then the whole `ReceivedPlacement` is read)."""
+
+    order: ReceivedOrderId | None = None
+
+
 ReceivedOrders = TypeAdapter(list[ReceivedOrder])
 ReceivedTransactions = TypeAdapter(list[ReceivedTransaction])

@@ -27,6 +27,7 @@ from microshop.common.models import (
     ReceivedOrder,
     ReceivedOrders,
     ReceivedPlacement,
+    ReceivedPlacementId,
 )
 from microshop.common.openapi import DOWNSTREAM_ERRORS, ApiRoute
 from microshop.common.peers import order_by_id, transactions_by_order
@@ -134,17 +135,17 @@ class Gateway(Service):
             timeout=self.place_order_timeout,
         )
         answer.raise_for_problem()
-        placed = answer.read(ReceivedPlacement)
-        if placed.order is not None:
+        placed_order = answer.read(ReceivedPlacementId).order
+        if placed_order is not None:
             return Response(
                 answer.body,
                 status_code=answer.status,
                 media_type="application/json",
-                headers={"Location": answer.headers.get("Location", f"/orders/{placed.order.id}")},
+                headers={"Location": answer.headers.get("Location", f"/orders/{placed_order.id}")},
             )
         # The seed's order-service answers with the transaction alone, with status 200 even
         # when it is a problem that it passes on; the order is then the one that was sent.
-        transaction = placed.transaction
+        transaction = answer.read(ReceivedPlacement).transaction
         if transaction is None:
             raise answer.problem_inside()
         if transaction.order_id is None:
