@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_shop  # noqa: E402
+from tests.shops import start_shop  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -4,20 +4,27 @@
     .venv/bin/python benchmarks/run.py --seed-dir DIR     # and the seed's Node.js demo
 
 For each concurrency, `microshop bench` (a separate process, as a real client would be) places
-orders for the given time and then reads them all back. Afterwards it places 100,000 more orders
-and reads each service's resident memory. The table goes into docs/performance.md, the plot to
+orders for the given time and then reads them all back. With the seed, both systems run side by
+side and are loaded in turns: each round loads microshop and the seed back to back at every
+concurrency, in alternating order (the machine's speed drifts by more than the difference being
+measured over minutes, far less between two runs 15 s apart), and every figure reported is the
+median of the rounds. Afterwards it places 100,000 more orders in microshop and reads each
+service's resident memory. The table goes into docs/performance.md, the plot to
 docs/images/performance.png, the raw numbers to docs/performance-results.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.cpu_per_order import cpu_seconds  # noqa: E402
 from benchmarks.report import write_results  # noqa: E402
-from tests.conftest import start_shop  # noqa: E402
+from tests.shops import start_shop  # noqa: E402
 
 RESULTS = ROOT / "docs" / "performance-results.json"
 REPORT = ROOT / "docs" / "performance.md"
@@ -97,60 +104,122 @@ def resident_megabytes(pid: int) -> float:
     return 0.0
 
 
-def measure_microshop(levels: list[int], seconds: float, memory_orders: int) -> dict[str, object]:
-    directory = Path(tempfile.mkdtemp(prefix="microshop-bench-"))
-    shop = start_shop(directory)
-    try:
-        url = shop.gateway_url
-        pids = {name: shop.pid(name) for name in shop.ports}
-        pids["supervisor"] = shop.process.pid  # relays the services' output
-        runs = [bench_with_cpu(url, level, True, pids, duration=seconds) for level in levels]
-        bench(url, 64, True, requests=memory_orders)
-        memory = {name: round(resident_megabytes(shop.pid(name)), 1) for name in shop.ports}
-    finally:
-        shop.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-    return {"runs": runs, "memory_mb_after_orders": memory, "memory_orders": memory_orders}
+class Microshop:
+    """microshop started as `microshop up` starts it, for the whole run."""
+
+    name = "microshop"
+    verify = True
+
+    def __enter__(self) -> "Microshop":
+        self.directory = Path(tempfile.mkdtemp(prefix="microshop-bench-"))
+        self.shop = start_shop(self.directory)
+        self.url = self.shop.gateway_url
+        self.pids = {name: self.shop.pid(name) for name in self.shop.ports}
+        self.pids["supervisor"] = self.shop.process.pid  # relays the services' output
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.shop.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def memory_after(self, orders: int) -> dict[str, float]:
+        """Each service's resident memory after `orders` more orders."""
+        bench(self.url, 64, True, requests=orders)
+        return {name: round(resident_megabytes(self.shop.pid(name)), 1) for name in self.shop.ports}
 
 
-def measure_seed(seed_dir: Path, levels: list[int], seconds: float) -> dict[str, object]:
+class Seed:
     """The seed's four Node.js processes on their own ports, as its run.sh starts them."""
-    for service in SEED_SERVICES:
-        if not (seed_dir / service / "node_modules").exists():
-            subprocess.run(["npm", "install", "--silent"], cwd=seed_dir / service, check=True)
-    processes = [
-        subprocess.Popen(
-            ["node", "app.js", *arguments],
-            cwd=seed_dir / service,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for service, (_, arguments) in SEED_SERVICES.items()
-    ]
-    try:
+
+    name = SEED
+    verify = False  # the seed cannot list more than about 1,100 orders
+
+    def __init__(self, seed_dir: Path) -> None:
+        self.seed_dir = seed_dir
+        self.url = "http://127.0.0.1:3000"
+
+    def __enter__(self) -> "Seed":
+        for service in SEED_SERVICES:
+            if not (self.seed_dir / service / "node_modules").exists():
+                subprocess.run(
+                    ["npm", "install", "--silent"], cwd=self.seed_dir / service, check=True
+                )
+        self.processes = [
+            subprocess.Popen(
+                ["node", "app.js", *arguments],
+                cwd=self.seed_dir / service,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for service, (_, arguments) in SEED_SERVICES.items()
+        ]
         for port, _ in SEED_SERVICES.values():
             wait_until_answers(f"http://127.0.0.1:{port}/")
-        # The seed cannot list more than about 1,100 orders, so its orders are not read back.
-        pids = {
-            service: process.pid for service, process in zip(SEED_SERVICES, processes, strict=True)
+        self.pids = {
+            service: process.pid
+            for service, process in zip(SEED_SERVICES, self.processes, strict=True)
         }
-        runs = [
-            bench_with_cpu("http://127.0.0.1:3000", level, False, pids, duration=seconds)
-            for level in levels
-        ]
-    finally:
-        for process in processes:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        for process in self.processes:
             process.terminate()
             process.wait(30)
-    return {"runs": runs}
 
 
-def each_run(results: dict[str, dict[str, object]]) -> list[tuple[str, dict[str, Any]]]:
+def load_in_turns(
+    systems: list[Microshop | Seed], levels: list[int], seconds: float, rounds: int
+) -> dict[str, list[list[dict[str, object]]]]:
+    """Each system's runs, by round and level: in every round each level loads every system
+    back to back, first one way round, then the other."""
+    runs: dict[str, list[list[dict[str, object]]]] = {system.name: [] for system in systems}
+    for round_number in range(rounds):
+        for system in systems:
+            runs[system.name].append([])
+        for level in levels:
+            order = systems if round_number % 2 == 0 else systems[::-1]
+            for system in order:
+                run = bench_with_cpu(
+                    system.url, level, system.verify, system.pids, duration=seconds
+                )
+                runs[system.name][round_number].append(run)
+    return runs
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level's rounds as one run: the median of every figure, errors and losses summed."""
+
+    def middle(values: list[float]) -> float:
+        return statistics.median(values)
+
+    cpu_names = runs[0]["cpu_us_per_order"].keys()
+    errors: dict[str, int] = {}
+    for run in runs:
+        for kind, count in run["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {
+        "concurrency": runs[0]["concurrency"],
+        "orders": sum(run["orders"] for run in runs),
+        "orders_per_second": middle([run["orders_per_second"] for run in runs]),
+        "latency_ms": {
+            key: middle([run["latency_ms"][key] for run in runs])
+            for key in ("p50", "p90", "p99", "max")
+        },
+        "errors": errors,
+        "lost": sum(run["lost"] for run in runs),
+        "cpu_us_per_order": {
+            name: round(middle([run["cpu_us_per_order"][name] for run in runs]))
+            for name in cpu_names
+        },
+    }
+
+
+def each_run(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Every run of the benchmark with the system it loaded, in order."""
-    return [(system, run) for system, measured in results.items() for run in measured["runs"]]  # type: ignore[attr-defined]
+    return [(system, run) for system, measured in results.items() for run in measured["runs"]]
 
 
-def table(results: dict[str, dict[str, object]]) -> str:
+def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| system | clients | orders/s | p50 ms | p90 ms | p99 ms | max ms | errors | lost "
         "| CPU us per order |",
@@ -169,26 +238,38 @@ def table(results: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def ratios(results: dict[str, dict[str, object]]) -> str:
-    """microshop against the seed at each level, from the same run: above 1 is better."""
-    ours, seed = results["microshop"]["runs"], results[SEED]["runs"]  # type: ignore[index]
+def median_ratio(
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    figure: Callable[[dict[str, Any]], float],
+    higher_is_better: bool,
+) -> float:
+    """The median over rounds of microshop's figure against the seed's, above 1 better."""
+    values = [figure(mine) / figure(theirs) for mine, theirs in pairs]
+    return statistics.median(values if higher_is_better else [1 / value for value in values])
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> str:
+    """microshop against the seed at each level, above 1 better: each the median of the rounds'
+    ratios, each round's two runs measured back to back."""
+    ours, seed = results["microshop"]["rounds"], results[SEED]["rounds"]
     lines = [
         "| clients | orders/s, microshop / seed | p50, seed / microshop | p99, seed / microshop "
         "| CPU per order, seed / microshop |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
-    for mine, theirs in zip(ours, seed, strict=True):
+    for index, run in enumerate(results["microshop"]["runs"]):
+        pairs = [(mine[index], theirs[index]) for mine, theirs in zip(ours, seed, strict=True)]
+        throughput = median_ratio(pairs, lambda run: run["orders_per_second"], True)
+        p50 = median_ratio(pairs, lambda run: run["latency_ms"]["p50"], False)
+        p99 = median_ratio(pairs, lambda run: run["latency_ms"]["p99"], False)
+        cpu = median_ratio(pairs, lambda run: run["cpu_us_per_order"]["all"], False)
         lines.append(
-            f"| {mine['concurrency']} "
-            f"| {mine['orders_per_second'] / theirs['orders_per_second']:.2f}x "
-            f"| {theirs['latency_ms']['p50'] / mine['latency_ms']['p50']:.2f}x "
-            f"| {theirs['latency_ms']['p99'] / mine['latency_ms']['p99']:.2f}x "
-            f"| {theirs['cpu_us_per_order']['all'] / mine['cpu_us_per_order']['all']:.2f}x |"
+            f"| {run['concurrency']} | {throughput:.2f}x | {p50:.2f}x | {p99:.2f}x | {cpu:.2f}x |"
         )
     return "\n".join(lines)
 
 
-def cpu_by_service(results: dict[str, dict[str, object]]) -> str:
+def cpu_by_service(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| system | clients | CPU us per order, by process |", "| --- | ---: | --- |"]
     for system, run in each_run(results):
         shares = ", ".join(f"{name} {value:,}" for name, value in run["cpu_us_per_order"].items())
@@ -196,7 +277,7 @@ def cpu_by_service(results: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, dict[str, object]]) -> None:
+def plot(results: dict[str, dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,7 +285,7 @@ def plot(results: dict[str, dict[str, object]]) -> None:
 
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
     for system, measured in results.items():
-        runs = measured["runs"]  # type: ignore[index]
+        runs = measured["runs"]
         levels = [run["concurrency"] for run in runs]
         throughput.plot(
             levels, [run["orders_per_second"] for run in runs], marker="o", label=system
@@ -228,19 +309,35 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--memory-orders", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each system per level")
     parser.add_argument("--seed-dir", type=Path, help="a checkout of the seed's Node.js demo")
     options = parser.parse_args()
     levels = [int(level) for level in options.concurrency.split(",")]
 
-    results = {"microshop": measure_microshop(levels, options.duration, options.memory_orders)}
+    microshop = Microshop()
+    systems: list[Microshop | Seed] = [microshop]
     if options.seed_dir:
-        results[SEED] = measure_seed(options.seed_dir, levels, options.duration)
+        systems.append(Seed(options.seed_dir))
+    with contextlib.ExitStack() as running:
+        for system in systems:
+            running.enter_context(system)
+        rounds = load_in_turns(systems, levels, options.duration, options.rounds)
+        memory = microshop.memory_after(options.memory_orders)
+    results: dict[str, dict[str, Any]] = {
+        name: {
+            "runs": [
+                median_run([round_[index] for round_ in measured]) for index in range(len(levels))
+            ],
+            "rounds": measured,
+        }
+        for name, measured in rounds.items()
+    }
+    results["microshop"]["memory_mb_after_orders"] = memory
     results_table = table(results)
     if SEED in results:
         results_table += "\n\nIn the same run, against the seed:\n\n" + ratios(results)
     results_table += "\n\n" + cpu_by_service(results)
     print(results_table)
-    memory = results["microshop"]["memory_mb_after_orders"]
     print("resident memory (MB) after", options.memory_orders, "more orders:", memory)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.write_text(
@@ -249,6 +346,7 @@ def main() -> None:
                 "machine": machine,
                 "date": time.strftime("%Y-%m-%d"),
                 "duration_seconds": options.duration,
+                "rounds": options.rounds,
                 "results": results,
                 "table": results_table,
             },
