@@ -136,13 +136,12 @@ class SqliteRepository:
     ) -> Created[OrderWithTransaction]:
         order_fingerprint = fingerprint(order) if idempotency_key else None
         with self.transaction() as connection:
-            if idempotency_key:
-                existing = self.order_by_key(idempotency_key, order_fingerprint)
-                if existing is not None:
-                    return Created(existing, created=False)
-            row = connection.execute(
+            # One statement when the key is new (nearly always); an earlier order with the same
+            # key leaves the insert empty, and is then read.
+            rows = connection.execute(
                 "INSERT INTO orders (item, price_cents, customer, status, idempotency_key,"
-                " request_fingerprint) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                " request_fingerprint) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
                 (
                     order.item,
                     to_cents(order.price),
@@ -151,8 +150,13 @@ class SqliteRepository:
                     idempotency_key,
                     order_fingerprint,
                 ),
-            ).fetchall()[0]
-        return Created({"order": order_from_row(row), "transaction": None}, created=True)
+            ).fetchall()
+            if not rows:
+                assert idempotency_key is not None, "only a repeated key conflicts"
+                existing = self.order_by_key(idempotency_key, order_fingerprint)
+                assert existing is not None, "the conflicting order is in the same transaction"
+                return Created(existing, created=False)
+        return Created({"order": order_from_row(rows[0]), "transaction": None}, created=True)
 
     def order_by_key(
         self, key: str, expected_fingerprint: str | None
@@ -203,23 +207,24 @@ class SqliteRepository:
         self, order_id: int, success: bool, amount_cents: int | None
     ) -> Created[Transaction]:
         with self.transaction() as connection:
-            existing = self.transaction_for(order_id)
-            if existing is not None:
-                return Created(existing, created=False)
-            price = connection.execute(
-                "SELECT price_cents FROM orders WHERE id = ?", (order_id,)
-            ).fetchone()
-            if price is None:
-                raise OrderNotFound(order_id)
-            if amount_cents is not None and amount_cents != price[0]:
+            # One statement records it when the order exists, has no transaction yet and costs
+            # `amount_cents` (or any price when none is given); otherwise the reason is looked up.
+            rows = connection.execute(
+                "INSERT INTO transactions (order_id, success, amount_cents)"
+                " SELECT id, ?, price_cents FROM orders"
+                " WHERE id = ? AND (? IS NULL OR price_cents = ?)"
+                " ON CONFLICT (order_id) DO NOTHING RETURNING *",
+                (success, order_id, amount_cents, amount_cents),
+            ).fetchall()
+            if not rows:
+                existing = self.transaction_for(order_id)
+                if existing is not None:
+                    return Created(existing, created=False)
+                if not self.query("SELECT 1 FROM orders WHERE id = ?", order_id):
+                    raise OrderNotFound(order_id)
                 raise AmountMismatch(order_id)
-            row = connection.execute(
-                "INSERT INTO transactions (order_id, success, amount_cents) VALUES (?, ?, ?)"
-                " RETURNING *",
-                (order_id, success, price[0]),
-            ).fetchall()[0]
             status = OrderStatus.PAID if success else OrderStatus.DECLINED
             connection.execute(
                 "UPDATE orders SET status = ? WHERE id = ?", (status.value, order_id)
             )
-        return Created(transaction_from_row(row), created=True)
+        return Created(transaction_from_row(rows[0]), created=True)
