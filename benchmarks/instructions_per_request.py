@@ -1,13 +1,15 @@
-"""Instructions a service spends inside its app per request: a figure machine noise leaves alone.
+"""Instructions the db service spends inside its app per order: a figure machine noise leaves alone.
 
-    .venv/bin/python benchmarks/instructions_per_request.py [--requests 1000]
+    .venv/bin/python benchmarks/instructions_per_request.py [--orders 1000] [--storage sqlite]
 
-Runs the db service's app (memory storage, JSON access logs, metrics and tracing on) in-process,
-with no sockets, under valgrind's callgrind twice: once for a few warm-up pairs of requests
-(`POST /orders`, then `GET /orders/1`), once for `--requests` more. The difference divided by the
-extra pairs is what one pair costs in the ASGI app, its middleware and the repository, without the
-server, the client or the kernel. Wall-clock figures on the shared test machines vary by 15 % from
-run to run; instruction counts repeat to a fraction of a percent.
+Runs the db service's app (memory storage unless told otherwise, JSON access logs, metrics and
+tracing on) in-process, with no sockets, under valgrind's callgrind twice: once for a few warm-up
+orders, once for `--orders` more. An order is what the db is sent for one: `POST /orders` with an
+Idempotency-Key (from order-service), then `POST /transactions` (from payment-service), each
+with the request id and trace the peers send. The difference divided by the extra orders is what
+one costs in the ASGI app, its middleware and the repository, without the server, the client or
+the kernel. Wall-clock figures on the shared test machines vary by 15 % from run to run;
+instruction counts repeat to a fraction of a percent.
 """
 
 import argparse
@@ -23,23 +25,26 @@ from pathlib import Path
 
 import orjson
 
-WARM_UP_PAIRS = 200
+WARM_UP_ORDERS = 200
 ORDER = orjson.dumps({"item": "t-shirt", "price": 100, "customer": "Gregor"})
+TRACEPARENT = b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"
 
 
-async def _place_and_read(pairs: int) -> None:
+async def _place_and_pay(orders: int, storage: str) -> None:
     from microshop.common.settings import Settings
     from microshop.services.db.app import create
 
-    app = create(Settings(storage="memory", data_dir=Path(tempfile.mkdtemp())))
+    app = create(Settings(storage=storage, data_dir=Path(tempfile.mkdtemp())))
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
-        for _ in range(pairs):
-            await _call(app, "POST", "/orders", ORDER)
-            await _call(app, "GET", "/orders/1", b"")
+        for number in range(1, orders + 1):
+            key = [(b"idempotency-key", b"order-%d" % number)]
+            await _call(app, "/orders", ORDER, key)
+            payment = orjson.dumps({"orderId": number, "amount": 100, "success": True})
+            await _call(app, "/transactions", payment, [])
 
 
-async def _call(app: object, method: str, path: str, body: bytes) -> None:
+async def _call(app: object, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     delivered = False
 
     async def receive() -> dict[str, object]:
@@ -52,7 +57,7 @@ async def _call(app: object, method: str, path: str, body: bytes) -> None:
 
     async def send(message: dict[str, object]) -> None:
         if message["type"] == "http.response.start":
-            assert message["status"] in (200, 201), message
+            assert message["status"] == 201, message
 
     scope = {
         "type": "http",
@@ -62,7 +67,7 @@ async def _call(app: object, method: str, path: str, body: bytes) -> None:
         "server": ("127.0.0.1", 3004),
         "client": ("127.0.0.1", 50000),
         "root_path": "",
-        "method": method,
+        "method": "POST",
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
@@ -70,13 +75,16 @@ async def _call(app: object, method: str, path: str, body: bytes) -> None:
             (b"host", b"127.0.0.1:3004"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", b"0123456789abcdef0123456789abcdef"),
+            (b"traceparent", TRACEPARENT),
+            *headers,
         ],
     }
     await app(scope, receive, send)  # type: ignore[operator]
 
 
-def _instructions(pairs: int) -> int:
-    """Instructions of a whole run of `pairs` pairs, as callgrind counts them."""
+def _instructions(orders: int, storage: str) -> int:
+    """Instructions of a whole run of `orders` orders, as callgrind counts them."""
     run = subprocess.run(
         [
             "valgrind",
@@ -84,8 +92,10 @@ def _instructions(pairs: int) -> int:
             "--callgrind-out-file=/dev/null",
             sys.executable,
             __file__,
-            "--run-pairs",
-            str(pairs),
+            "--run-orders",
+            str(orders),
+            "--storage",
+            storage,
         ],
         capture_output=True,
         text=True,
@@ -98,10 +108,11 @@ def _instructions(pairs: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1000, help="pairs measured")
-    parser.add_argument("--run-pairs", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--orders", type=int, default=1000, help="orders measured")
+    parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--run-orders", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.run_pairs is not None:
+    if options.run_orders is not None:
         import uvloop
 
         from microshop.common.logs import configure_logging
@@ -111,12 +122,12 @@ def main() -> None:
         handler = logging.getLogger().handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (open for the process's life)
-        uvloop.run(_place_and_read(options.run_pairs))
+        uvloop.run(_place_and_pay(options.run_orders, options.storage))
         return
-    base = _instructions(WARM_UP_PAIRS)
-    total = _instructions(WARM_UP_PAIRS + options.requests)
-    per_pair = (total - base) / options.requests
-    print(f"{per_pair:,.0f} instructions per POST /orders + GET /orders/1 in the db app")
+    base = _instructions(WARM_UP_ORDERS, options.storage)
+    total = _instructions(WARM_UP_ORDERS + options.orders, options.storage)
+    per_order = (total - base) / options.orders
+    print(f"{per_order:,.0f} instructions per order in the db app ({options.storage} storage)")
 
 
 if __name__ == "__main__":
