@@ -128,8 +128,8 @@ class HttpSession:
 
     pyreqwest (Rust's reqwest and hyper, driven from asyncio) makes the calls: it costs about
     half of aiohttp's CPU per call (docs/performance.md), and calls between services are most of
-    what a service does. The deadline of a call is kept on the asyncio side, so that a call that
-    ran out of time is always told apart from one that never reached its peer.
+    what a service does. A call that ran out of time is always told apart from one that never
+    reached its peer (`ServiceClient.send`).
     """
 
     def __init__(self, settings: Settings, metrics: ServiceMetrics, tracer: Tracer) -> None:
@@ -231,10 +231,10 @@ class ServiceClient:
         """Makes the call, again after a failure that left the peer untouched, up to `attempts`.
 
         The deadline is pyreqwest's own, kept by its Rust runtime: an `asyncio.timeout` around
-        each call cost about a tenth of the call (docs/performance.md). pyreqwest reports a
+        each call cost about an eighth of the call (docs/performance.md). pyreqwest reports a
         deadline that passes while the answer is awaited as a connect timeout, so a connect
-        timeout counts as one only when it came before the deadline: the connect timeout is the
-        shorter of the two, and a call whose deadline passed may have reached its peer.
+        timeout counts as one only when it came before the deadline: a call whose deadline passed
+        may have reached its peer.
         """
         metrics = self.http.metrics
         deadline = timedelta(seconds=timeout)
