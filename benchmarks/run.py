@@ -355,15 +355,16 @@ def main() -> None:
         + "\n"
     )
     plot(results)
-    write_report(results_table, machine, memory)
+    write_report(results_table, machine, memory, options.rounds)
 
 
-def write_report(results_table: str, machine: str, memory: dict[str, float]) -> None:
+def write_report(results_table: str, machine: str, memory: dict[str, float], rounds: int) -> None:
     """Replaces the measured part of docs/performance.md, between its two markers."""
     resident = ", ".join(f"{name} {megabytes} MB" for name, megabytes in memory.items())
     write_results(
         REPORT,
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine}:\n\n{results_table}\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine}, each figure the median of "
+        f"{rounds} rounds:\n\n{results_table}\n\n"
         f"Resident memory after those runs and the extra orders: {resident}.",
     )
 
