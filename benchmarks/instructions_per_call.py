@@ -77,7 +77,8 @@ async def _call(port: int, calls: int, through: str) -> None:
         for _ in range(count):
             await one_call()
 
-    await asyncio.gather(*(caller(calls // CONCURRENCY) for _ in range(CONCURRENCY)))
+    shares = [calls // CONCURRENCY + (index < calls % CONCURRENCY) for index in range(CONCURRENCY)]
+    await asyncio.gather(*(caller(share) for share in shares))
     await session.close()
 
 

@@ -112,9 +112,13 @@ class Microshop:
 
     def __enter__(self) -> "Microshop":
         self.directory = Path(tempfile.mkdtemp(prefix="microshop-bench-"))
-        self.shop = start_shop(self.directory)
+        self.shop = start_shop(self.directory)  # stops what it started if the start fails
         self.url = self.shop.gateway_url
-        self.pids = {name: self.shop.pid(name) for name in self.shop.ports}
+        try:
+            self.pids = {name: self.shop.pid(name) for name in self.shop.ports}
+        except BaseException:
+            self.__exit__()
+            raise
         self.pids["supervisor"] = self.shop.process.pid  # relays the services' output
         return self
 
@@ -153,8 +157,12 @@ class Seed:
             )
             for service, (_, arguments) in SEED_SERVICES.items()
         ]
-        for port, _ in SEED_SERVICES.values():
-            wait_until_answers(f"http://127.0.0.1:{port}/")
+        try:
+            for port, _ in SEED_SERVICES.values():
+                wait_until_answers(f"http://127.0.0.1:{port}/")
+        except BaseException:
+            self.__exit__()
+            raise
         self.pids = {
             service: process.pid
             for service, process in zip(SEED_SERVICES, self.processes, strict=True)
@@ -188,10 +196,7 @@ def load_in_turns(
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One level's rounds as one run: the median of every figure, errors and losses summed."""
-
-    def middle(values: list[float]) -> float:
-        return statistics.median(values)
-
+    middle = statistics.median
     cpu_names = runs[0]["cpu_us_per_order"].keys()
     errors: dict[str, int] = {}
     for run in runs:
@@ -259,10 +264,10 @@ def ratios(results: dict[str, dict[str, Any]]) -> str:
     ]
     for index, run in enumerate(results["microshop"]["runs"]):
         pairs = [(mine[index], theirs[index]) for mine, theirs in zip(ours, seed, strict=True)]
-        throughput = median_ratio(pairs, lambda run: run["orders_per_second"], True)
-        p50 = median_ratio(pairs, lambda run: run["latency_ms"]["p50"], False)
-        p99 = median_ratio(pairs, lambda run: run["latency_ms"]["p99"], False)
-        cpu = median_ratio(pairs, lambda run: run["cpu_us_per_order"]["all"], False)
+        throughput = median_ratio(pairs, lambda each: each["orders_per_second"], True)
+        p50 = median_ratio(pairs, lambda each: each["latency_ms"]["p50"], False)
+        p99 = median_ratio(pairs, lambda each: each["latency_ms"]["p99"], False)
+        cpu = median_ratio(pairs, lambda each: each["cpu_us_per_order"]["all"], False)
         lines.append(
             f"| {run['concurrency']} | {throughput:.2f}x | {p50:.2f}x | {p99:.2f}x | {cpu:.2f}x |"
         )
@@ -326,7 +331,8 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {
         name: {
             "runs": [
-                median_run([round_[index] for round_ in measured]) for index in range(len(levels))
+                median_run([each_round[index] for each_round in measured])
+                for index in range(len(levels))
             ],
             "rounds": measured,
         }

@@ -28,6 +28,20 @@ class ClosingServer:
         writer.close()
 
 
+class StallingServer(ClosingServer):
+    """Answers the head of a response at once, then never sends its body."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(2)
+        writer.close()
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[HttpSession]:
     session = HttpSession(
@@ -72,6 +86,15 @@ async def test_slow_answer_is_a_timeout(http: HttpSession) -> None:
             await client.request("GET", "/orders")
     assert raised.value.status == 504
     # The request may have reached its peer: even a GET is not repeated after its deadline.
+    assert handler.connections == 1
+
+
+async def test_a_body_that_stops_arriving_is_a_timeout_and_not_repeated(http: HttpSession) -> None:
+    handler = StallingServer()
+    async with await serve(handler):
+        client = http.client("db", f"http://127.0.0.1:{handler.port}")
+        with pytest.raises(DownstreamTimeout):
+            await client.request("GET", "/orders")
     assert handler.connections == 1
 
 

@@ -33,7 +33,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MAX_CONNECTIONS = 256
 POOL_IDLE_SECONDS = 4.0
 _CLOCK_TOLERANCE = 0.002
-"""Seconds by which pyreqwest's clock and ours may disagree on when a deadline passed."""
+"""Seconds by which a deadline pyreqwest saw pass may look early to us: its timer starts after
+ours and fires on whole milliseconds."""
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -233,8 +234,8 @@ class ServiceClient:
         The deadline is pyreqwest's own, kept by its Rust runtime: an `asyncio.timeout` around
         each call cost about an eighth of the call (docs/performance.md). pyreqwest reports a
         deadline that passes while the answer is awaited as a connect timeout, so a connect
-        timeout counts as one only when it came before the deadline: a call whose deadline passed
-        may have reached its peer.
+        timeout is taken for a connection never made only when it came before the deadline: a
+        call whose deadline passed may have reached its peer.
         """
         metrics = self.http.metrics
         deadline = timedelta(seconds=timeout)

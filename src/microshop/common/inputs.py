@@ -22,19 +22,20 @@ MAX_DIGITS = 19
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def request_header(request: Request, name: bytes) -> str | None:
+def _request_header(request: Request, name: bytes) -> str | None:
     """The first value of a header, by its lower-case name (the server lowers every name), read
     straight from the ASGI scope: each of Starlette's `Headers` lookups goes through several
     layers, and a request on the busy routes looks up three or four headers."""
-    for key, value in request.scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
         if key == name:
-            return str(value.decode("latin-1"))
+            return value.decode("latin-1")
     return None
 
 
 async def read_bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """Reads at most `limit` bytes; a larger declared length is refused before reading."""
-    declared = request_header(request, b"content-length")
+    declared = _request_header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Problem(413, f"The request body must be at most {limit} bytes.")
     chunks = []
@@ -54,7 +55,7 @@ async def read_bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> by
 
 
 def media_type(request: Request) -> str:
-    return (request_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+    return (_request_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
 
 
 @functools.cache
@@ -154,13 +155,13 @@ def order_not_found(order_id: int) -> Problem:
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_FIELD = IDEMPOTENCY_HEADER.lower().encode("latin-1")
+_IDEMPOTENCY_FIELD = IDEMPOTENCY_HEADER.lower().encode("latin-1")
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 def idempotency_key_from(request: Request) -> str | None:
     """The client's `Idempotency-Key`, if it sent a usable one; an empty header counts as none."""
-    key = (request_header(request, IDEMPOTENCY_FIELD) or "").strip(" \t")
+    key = (_request_header(request, _IDEMPOTENCY_FIELD) or "").strip(" \t")
     if not key:
         return None
     # ASCII only: other bytes in a header have no agreed encoding, and each hop would read

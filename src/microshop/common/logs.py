@@ -19,8 +19,8 @@ LEVEL_COLORS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRI
 
 
 def _hundredths(milliseconds: float) -> float:
-    """A duration to 0.01 ms: `round(x, 2)` goes through decimal text and costs several times
-    as much."""
+    """A duration to 0.01 ms, by binary arithmetic: `round(x, 2)` goes through decimal text and
+    costs several times as much (the two may differ on a last digit that is a half)."""
     return round(milliseconds * 100) / 100
 
 
@@ -28,8 +28,8 @@ class JSONFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
-        self._second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")
+        """The last second a line was logged in, and its date and time of day as text."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = self._entry(
@@ -47,20 +47,16 @@ class JSONFormatter(logging.Formatter):
 
     def format_access(self, method: str, path: str, status: int, duration_ms: float) -> str:
         """The line `format` makes of an access record, made without one."""
-        entry: dict[str, Any] = {
-            "time": self._timestamp(time.time()),
-            "level": "info",
-            "service": self.service,
-            "request_id": request_id_var.get(),
-            "message": f"{method} {path} {status} {duration_ms:.1f}ms",
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": _hundredths(duration_ms),
-        }
-        span = current_span.get()
-        if span is not None:
-            entry["trace_id"] = span.trace_id
+        entry = self._entry(
+            time.time(),
+            "info",
+            request_id_var.get(),
+            f"{method} {path} {status} {duration_ms:.1f}ms",
+        )
+        entry["method"] = method
+        entry["path"] = path
+        entry["status"] = status
+        entry["duration_ms"] = _hundredths(duration_ms)
         return orjson.dumps(entry).decode()
 
     def _entry(
@@ -79,13 +75,15 @@ class JSONFormatter(logging.Formatter):
         return entry
 
     def _timestamp(self, created: float) -> str:
-        """ISO 8601 in UTC to the millisecond, as `datetime.isoformat` writes it; the date and
-        time of day are formatted once a second, since a busy service logs hundreds a second."""
+        """ISO 8601 in UTC, to the millisecond (truncated), in `datetime.isoformat`'s format; the
+        date and time of day are formatted once a second, since a busy service logs hundreds a
+        second. The second and its text are replaced together, for lines logged from threads."""
         second = int(created)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return self._second_text + _MILLISECOND_SUFFIXES[int((created - second) * 1000)]
+        cached_second, text = self._second
+        if second != cached_second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return text + _MILLISECOND_SUFFIXES[int((created - second) * 1000)]
 
 
 _MILLISECOND_SUFFIXES = [f".{millisecond:03d}+00:00" for millisecond in range(1000)]

@@ -77,10 +77,10 @@ class ServiceMetrics(Collector):
         """Counts one call to another service (`seconds` when it was answered)."""
         key = (target, outcome)
         self._calls[key] = self._calls.get(key, 0) + 1
+        durations = self._call_seconds.get(target)
+        if durations is None:  # exported from the first call on, answered or not
+            durations = self._call_seconds[target] = _Durations()
         if seconds is not None:
-            durations = self._call_seconds.get(target)
-            if durations is None:
-                durations = self._call_seconds[target] = _Durations()
             durations.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:

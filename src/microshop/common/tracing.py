@@ -36,16 +36,6 @@ class SpanContext:
         """The header that carries this span on, to the client or to the next service."""
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SpanContext) and (
-            self.trace_id,
-            self.span_id,
-            self.sampled,
-        ) == (other.trace_id, other.span_id, other.sampled)
-
-    def __hash__(self) -> int:
-        return hash((self.trace_id, self.span_id, self.sampled))
-
     def __repr__(self) -> str:
         return f"SpanContext({self.traceparent!r})"
 
