@@ -11,7 +11,7 @@ server, the event loop, the client and the kernel.
 
 The chain runs twice, on the two servers measured for the shop: as raw ASGI apps on uvicorn
 (httptools, uvloop), the shop's server without Starlette and the rest, and as RSGI apps on
-Granian (`pip install granian`). Both chains, microshop and the seed are loaded in turns at 1 and
+Granian (in the `bench` extra). Both chains, microshop and the seed are loaded in turns at 1 and
 64 clients by `microshop bench`, as benchmarks/run.py loads microshop and the seed, and each is
 reported against the seed: how near the shop could come to its targets (docs/performance.md) if
 everything but the plumbing cost nothing. The table is printed, and kept with every round's
@@ -56,8 +56,8 @@ CHAIN = {  # role: the roles it calls, and the port it listens on after FIRST_PO
     "order-service": (("db", "payment-service"), 2),
     "api-gateway": (("order-service",), 0),
 }
-JSON_HEADER = ("content-type", "application/json")
-_ASGI_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEADER = ("content-type", "application/json")
+_JSON_HEADER_ASGI = [(b"content-type", b"application/json")]
 
 
 class _Exchanges:
@@ -95,10 +95,9 @@ class _Exchanges:
         if self.role == "order-service":
             order = (await self.call("db", "/orders", document))["order"]
             charge = {"orderId": order["id"], "amount": order["price"]}
-            transaction = (await self.call("payment-service", "/transactions", charge))[
-                "transaction"
-            ]
-            return orjson.dumps({"order": {**order, "status": "paid"}, "transaction": transaction})
+            charged = await self.call("payment-service", "/transactions", charge)
+            paid = {**order, "status": "paid"}
+            return orjson.dumps({"order": paid, "transaction": charged["transaction"]})
         return orjson.dumps(await self.call("order-service", "/orders", document))
 
 
@@ -107,6 +106,7 @@ def _exchanges_from_environment() -> _Exchanges:
     return _Exchanges(role, orjson.loads(os.environ["FLOOR_PEERS"]))
 
 
+# Set in the chain's processes, which `Chain` starts with their role and peers in the environment.
 _exchanges = _exchanges_from_environment() if "FLOOR_ROLE" in os.environ else None
 
 
@@ -123,14 +123,14 @@ async def asgi_app(
         body += message.get("body", b"")
         more_body = message.get("more_body", False)
     answer = await _exchanges.answer(scope["method"], scope["path"], body)
-    await send({"type": "http.response.start", "status": 201, "headers": _ASGI_HEADERS})
+    await send({"type": "http.response.start", "status": 201, "headers": _JSON_HEADER_ASGI})
     await send({"type": "http.response.body", "body": answer})
 
 
 async def rsgi_app(scope: Any, protocol: Any) -> None:
     assert _exchanges is not None
     answer = await _exchanges.answer(scope.method, scope.path, await protocol())
-    protocol.response_bytes(201, [JSON_HEADER], answer)
+    protocol.response_bytes(201, [_JSON_HEADER], answer)
 
 
 def serve(server: str, port: int) -> None:
