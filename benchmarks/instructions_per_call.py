@@ -13,16 +13,16 @@ metrics).
 
 import argparse
 import asyncio
-import os
-import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.callgrind import instructions  # noqa: E402
+
 WARM_UP_CALLS = 800
 CONCURRENCY = 16
 ANSWER = b'{"transaction": {"id": 1, "orderId": 12, "success": true, "amount": 100}}'
@@ -82,44 +82,6 @@ async def _call(port: int, calls: int, through: str) -> None:
     await session.close()
 
 
-def _instructions(port: int, calls: int, through: str) -> int:
-    """Instructions of a whole calling process making `calls` calls, as callgrind counts them."""
-    run = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--port",
-            str(port),
-            "--run-calls",
-            str(calls),
-            "--through",
-            through,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    collected = re.search(r"Collected : (\d+)", run.stderr)
-    assert collected, run.stderr[-2000:]
-    return int(collected.group(1))
-
-
-def _wait_until_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls measured")
@@ -137,15 +99,18 @@ def main() -> None:
         uvloop.run(_call(options.port, options.run_calls, options.through))
         return
 
+    from benchmarks.run import wait_until_answers
+
     from microshop.ports import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(port)], cwd=ROOT)
     try:
-        _wait_until_listening(port)
+        wait_until_answers(f"http://127.0.0.1:{port}/")
         for through in ("service-client", "pyreqwest"):
-            base = _instructions(port, WARM_UP_CALLS, through)
-            total = _instructions(port, WARM_UP_CALLS + options.calls, through)
+            run = (__file__, "--port", str(port), "--through", through, "--run-calls")
+            base = instructions(*run, str(WARM_UP_CALLS))
+            total = instructions(*run, str(WARM_UP_CALLS + options.calls))
             per_call = (total - base) / options.calls
             print(f"{per_call:,.0f} instructions per call through {through}")
     finally:

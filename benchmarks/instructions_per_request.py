@@ -17,13 +17,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.callgrind import instructions  # noqa: E402
 
 WARM_UP_ORDERS = 200
 ORDER = orjson.dumps({"item": "t-shirt", "price": 100, "customer": "Gregor"})
@@ -83,29 +86,6 @@ async def _call(app: object, path: str, body: bytes, headers: list[tuple[bytes, 
     await app(scope, receive, send)  # type: ignore[operator]
 
 
-def _instructions(orders: int, storage: str) -> int:
-    """Instructions of a whole run of `orders` orders, as callgrind counts them."""
-    run = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--run-orders",
-            str(orders),
-            "--storage",
-            storage,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    collected = re.search(r"Collected : (\d+)", run.stderr)
-    assert collected, run.stderr[-2000:]
-    return int(collected.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1000, help="orders measured")
@@ -124,8 +104,9 @@ def main() -> None:
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (open for the process's life)
         uvloop.run(_place_and_pay(options.run_orders, options.storage))
         return
-    base = _instructions(WARM_UP_ORDERS, options.storage)
-    total = _instructions(WARM_UP_ORDERS + options.orders, options.storage)
+    run = (__file__, "--storage", options.storage, "--run-orders")
+    base = instructions(*run, str(WARM_UP_ORDERS))
+    total = instructions(*run, str(WARM_UP_ORDERS + options.orders))
     per_order = (total - base) / options.orders
     print(f"{per_order:,.0f} instructions per order in the db app ({options.storage} storage)")
 

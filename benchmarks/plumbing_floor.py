@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,8 +40,9 @@ from benchmarks.run import (  # noqa: E402
     SEED,
     Microshop,
     Seed,
+    against_seed,
     load_in_turns,
-    median_ratio,
+    machine,
     median_run,
     wait_until_answers,
 )
@@ -232,19 +232,15 @@ def report(results: dict[str, list[list[dict[str, Any]]]], levels: list[int]) ->
         "| p50, seed / it | CPU per order, seed / it |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    seed = results[SEED]
     for name, rounds in results.items():
-        paired_rounds = list(zip(rounds, seed, strict=True))
         for index, level in enumerate(levels):
             run = median_run([each_round[index] for each_round in rounds])
-            pairs = [(mine[index], theirs[index]) for mine, theirs in paired_rounds]
-            throughput = median_ratio(pairs, lambda each: each["orders_per_second"], True)
-            p50 = median_ratio(pairs, lambda each: each["latency_ms"]["p50"], False)
-            cpu = median_ratio(pairs, lambda each: each["cpu_us_per_order"]["all"], False)
+            ratio = against_seed(rounds, results[SEED], index)
             lines.append(
                 f"| {name} | {level} | {run['orders_per_second']:,.0f} "
                 f"| {run['latency_ms']['p50']:.2f} | {run['cpu_us_per_order']['all']:,} "
-                f"| {sum(run['errors'].values())} | {throughput:.2f}x | {p50:.2f}x | {cpu:.2f}x |"
+                f"| {sum(run['errors'].values())} | {ratio['orders_per_second']:.2f}x "
+                f"| {ratio['p50']:.2f}x | {ratio['cpu_per_order']:.2f}x |"
             )
     return "\n".join(lines)
 
@@ -264,7 +260,7 @@ def main() -> None:
     if options.seed_dir is None:
         parser.error("--seed-dir is needed: every figure is a ratio to the seed's")
     levels = [int(level) for level in options.concurrency.split(",")]
-    systems: list[Any] = [
+    systems: list[Microshop | Seed | Chain] = [
         Microshop(),
         Seed(options.seed_dir),
         *(Chain(server, 10 * index) for index, server in enumerate(SERVERS)),
@@ -275,9 +271,8 @@ def main() -> None:
         results = load_in_turns(systems, levels, options.duration, options.rounds)
     table = report(results, levels)
     print(table)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     recorded = {
-        "machine": machine,
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "duration_seconds": options.duration,
         "rounds": results,

@@ -24,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -47,6 +47,11 @@ SEED_SERVICES = {  # directory: (port, arguments), as the seed's run.sh starts t
     "order-service": (3002, ["127.0.0.1:3001", "127.0.0.1:3004"]),
     "api-gateway": (3000, ["127.0.0.1:3001", "127.0.0.1:3002"]),
 }
+
+
+def machine() -> str:
+    """The machine the figures were measured on, as the reports name it."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def wait_until_answers(url: str, timeout: float = 30) -> None:
@@ -175,8 +180,18 @@ class Seed:
             process.wait(30)
 
 
+class System(Protocol):
+    """What `load_in_turns` loads: a running system, its gateway and the processes it counts."""
+
+    name: str
+    url: str
+    verify: bool
+    """Whether every acknowledged order can be read back afterwards."""
+    pids: dict[str, int]
+
+
 def load_in_turns(
-    systems: list[Microshop | Seed], levels: list[int], seconds: float, rounds: int
+    systems: Sequence[System], levels: list[int], seconds: float, rounds: int
 ) -> dict[str, list[list[dict[str, object]]]]:
     """Each system's runs, by round and level: in every round each level loads every system
     back to back, first one way round, then the other."""
@@ -243,33 +258,42 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def median_ratio(
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-    figure: Callable[[dict[str, Any]], float],
-    higher_is_better: bool,
-) -> float:
-    """The median over rounds of microshop's figure against the seed's, above 1 better."""
-    values = [figure(mine) / figure(theirs) for mine, theirs in pairs]
-    return statistics.median(values if higher_is_better else [1 / value for value in values])
+_FIGURES: dict[str, tuple[Callable[[dict[str, Any]], float], bool]] = {
+    # name: how a run gives it, and whether higher is better
+    "orders_per_second": (lambda run: run["orders_per_second"], True),
+    "p50": (lambda run: run["latency_ms"]["p50"], False),
+    "p99": (lambda run: run["latency_ms"]["p99"], False),
+    "cpu_per_order": (lambda run: run["cpu_us_per_order"]["all"], False),
+}
+
+
+def against_seed(
+    rounds: list[list[dict[str, Any]]], seed_rounds: list[list[dict[str, Any]]], level: int
+) -> dict[str, float]:
+    """A system's figures at one level (an index into each round) against the seed's, above 1
+    better: each the median of the rounds' ratios, each round's two runs measured back to back."""
+    pairs = [(mine[level], theirs[level]) for mine, theirs in zip(rounds, seed_rounds, strict=True)]
+    ratios: dict[str, float] = {}
+    for name, (figure, higher_is_better) in _FIGURES.items():
+        values = [figure(mine) / figure(theirs) for mine, theirs in pairs]
+        ratios[name] = statistics.median(
+            values if higher_is_better else [1 / value for value in values]
+        )
+    return ratios
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> str:
-    """microshop against the seed at each level, above 1 better: each the median of the rounds'
-    ratios, each round's two runs measured back to back."""
-    ours, seed = results["microshop"]["rounds"], results[SEED]["rounds"]
+    """microshop against the seed at each level (`against_seed`)."""
     lines = [
         "| clients | orders/s, microshop / seed | p50, seed / microshop | p99, seed / microshop "
         "| CPU per order, seed / microshop |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
-    for index, run in enumerate(results["microshop"]["runs"]):
-        pairs = [(mine[index], theirs[index]) for mine, theirs in zip(ours, seed, strict=True)]
-        throughput = median_ratio(pairs, lambda each: each["orders_per_second"], True)
-        p50 = median_ratio(pairs, lambda each: each["latency_ms"]["p50"], False)
-        p99 = median_ratio(pairs, lambda each: each["latency_ms"]["p99"], False)
-        cpu = median_ratio(pairs, lambda each: each["cpu_us_per_order"]["all"], False)
+    for level, run in enumerate(results["microshop"]["runs"]):
+        ratio = against_seed(results["microshop"]["rounds"], results[SEED]["rounds"], level)
         lines.append(
-            f"| {run['concurrency']} | {throughput:.2f}x | {p50:.2f}x | {p99:.2f}x | {cpu:.2f}x |"
+            f"| {run['concurrency']} | {ratio['orders_per_second']:.2f}x | {ratio['p50']:.2f}x "
+            f"| {ratio['p99']:.2f}x | {ratio['cpu_per_order']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -345,11 +369,10 @@ def main() -> None:
     results_table += "\n\n" + cpu_by_service(results)
     print(results_table)
     print("resident memory (MB) after", options.memory_orders, "more orders:", memory)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     RESULTS.write_text(
         json.dumps(
             {
-                "machine": machine,
+                "machine": machine(),
                 "date": time.strftime("%Y-%m-%d"),
                 "duration_seconds": options.duration,
                 "rounds": options.rounds,
@@ -361,15 +384,15 @@ def main() -> None:
         + "\n"
     )
     plot(results)
-    write_report(results_table, machine, memory, options.rounds)
+    write_report(results_table, memory, options.rounds)
 
 
-def write_report(results_table: str, machine: str, memory: dict[str, float], rounds: int) -> None:
+def write_report(results_table: str, memory: dict[str, float], rounds: int) -> None:
     """Replaces the measured part of docs/performance.md, between its two markers."""
     resident = ", ".join(f"{name} {megabytes} MB" for name, megabytes in memory.items())
     write_results(
         REPORT,
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine}, each figure the median of "
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, each figure the median of "
         f"{rounds} rounds:\n\n{results_table}\n\n"
         f"Resident memory after those runs and the extra orders: {resident}.",
     )
