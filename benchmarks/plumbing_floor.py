@@ -33,6 +33,8 @@ from typing import Any
 import orjson
 from pyreqwest.client import Client, ClientBuilder
 
+from microshop.sandbox.processes import parent_of
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -172,8 +174,8 @@ def _process_tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = parent_of(int(entry.name))
+            if parent is not None:
                 children.setdefault(parent, []).append(int(entry.name))
     tree, waiting = [], [pid]
     while waiting:
