@@ -112,19 +112,24 @@ def _exchanges_from_environment() -> _Exchanges:
 _exchanges = _exchanges_from_environment() if "FLOOR_ROLE" in os.environ else None
 
 
-async def asgi_app(
-    scope: dict[str, Any],
-    receive: Callable[[], Awaitable[dict[str, Any]]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
-    assert _exchanges is not None and scope["type"] == "http"
+async def whole_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    """A request's body, from every `http.request` message an ASGI server sends for it."""
     body = b""
     more_body = True
     while more_body:
         message = await receive()
         body += message.get("body", b"")
         more_body = message.get("more_body", False)
-    answer = await _exchanges.answer(scope["method"], scope["path"], body)
+    return body
+
+
+async def asgi_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    assert _exchanges is not None and scope["type"] == "http"
+    answer = await _exchanges.answer(scope["method"], scope["path"], await whole_body(receive))
     await send({"type": "http.response.start", "status": 201, "headers": _JSON_HEADER_ASGI})
     await send({"type": "http.response.body", "body": answer})
 

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.cpu_per_order import cpu_seconds  # noqa: E402
+from benchmarks.plumbing_floor import whole_body  # noqa: E402
 from benchmarks.run import machine, wait_until_answers  # noqa: E402
 
 from microshop.common.app import Service, create_app  # noqa: E402
@@ -51,7 +52,8 @@ LAYERS = ("asgi", "protocol", "service", "service+model")
 FIRST_PORT = 3320
 ORDER = '{"item": "t-shirt", "price": 100, "customer": "Gregor"}'
 _QUIET = {"access_log": False, "log_config": None, "lifespan": "off"}
-"""uvicorn without its access log, logging set-up and lifespan, as the shop runs it."""
+"""uvicorn without its access log and logging set-up, as the shop runs it, and without a lifespan,
+which these apps have no use for."""
 _WRK_SCRIPT = f"""
 wrk.method = "POST"
 wrk.body = '{ORDER}'
@@ -67,12 +69,7 @@ async def _echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The `asgi` and `protocol` layers: the JSON it is sent, back in an envelope."""
     if scope["type"] != "http":
         return
-    body = b""
-    more_body = True
-    while more_body:
-        message = await receive()
-        body += message.get("body", b"")
-        more_body = message.get("more_body", False)
+    body = await whole_body(receive)
     answer = orjson.dumps({"order": orjson.loads(body or b"{}")})
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
     await send({"type": "http.response.start", "status": 201, "headers": headers})
